@@ -55,7 +55,7 @@ def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embed
         dimension = next((d for d in (infer_dimension(t, embedding_column) for t in tables) if d), None)
     if not dimension:
         raise UserError(f"column {embedding_column!r} holds no embedding to take the dimension from")
-    source = noise_source(config.noise_seed)
+    source = noise_source(config.noise_seed, config.disable_noise)
     plan = plan_releases(config, dimension, discover_labels=config.labels is None)
     labels = config.labels
     if labels is None:

@@ -23,8 +23,8 @@ naive `value + np.random.normal(0, sigma)` are guarded against:
    truncates the Gaussian at about 8.6 sigma: a tail of mass below 2e-17,
    far below any delta this tool accepts.
 
-A seeded generator exists for tests only (`SeededNoise`); a run that uses it
-is marked not private in every output it writes.
+A seeded generator (`SeededNoise`) and a zero one (`NoNoise`) exist for tests
+only; a run that uses either is marked not private in every output it writes.
 """
 from __future__ import annotations
 
@@ -86,7 +86,16 @@ class SeededNoise:
         return rng.standard_normal(shape)
 
 
-def noise_source(noise_seed: int | None) -> NoiseSource:
+class NoNoise:
+    """TEST ONLY: zeros, so Beam and the local reference can be compared exactly."""
+
+    def standard_normal(self, shape: tuple[int, ...], stream: Sequence[int | str] = ()) -> np.ndarray:
+        return np.zeros(shape)
+
+
+def noise_source(noise_seed: int | None, disabled: bool = False) -> NoiseSource:
+    if disabled:
+        return NoNoise()
     return SecureNoise() if noise_seed is None else SeededNoise(noise_seed)
 
 
