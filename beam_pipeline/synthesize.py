@@ -78,8 +78,8 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
                            rejected.final_dir if rejected else None)
     with FileSystems.create(staging.path("report.md")) as handle:
         handle.write(report.encode())
-    FileSystems.delete([staging.path(DIAGNOSTICS_FILE)]) if FileSystems.exists(
-        staging.path(DIAGNOSTICS_FILE)) else None
+    if FileSystems.exists(staging.path(DIAGNOSTICS_FILE)):
+        FileSystems.delete([staging.path(DIAGNOSTICS_FILE)])  # exact counts: the report holds them, marked
     if rejected is not None:
         rejected.publish()
     staging.publish()

@@ -22,8 +22,9 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
               "- every released number below is a post-processing of noisy aggregates; "
               "the mechanisms are listed in privacy.json", "",
               "## Released mixture", "",
-              f"dimension {mixture.dimension}, radius {mixture.radius:g}, rows {mixture.clip_mode}d, "
-              f"{mixture.covariance} covariances", "",
+              f"dimension {mixture.dimension}; rows "
+              f"{'normalised onto the sphere' if mixture.clip_mode == 'normalize' else 'clipped into the ball'}"
+              f" of radius {mixture.radius:g}; {mixture.covariance} covariances", "",
               "| label | noisy count | components | synthetic rows | note |",
               "|---|---|---|---|---|"]
     for cls, rows in zip(mixture.classes, rows_per_class):
