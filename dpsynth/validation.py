@@ -19,7 +19,9 @@ from dpsynth.errors import UserError
 REJECT_REASON_COLUMN = "reject_reason"
 # Checked in this order; a row gets the first reason that applies.
 REJECT_REASONS = ("missing_embedding", "non_numeric", "wrong_dimension", "non_finite", "zero_norm",
-                  "missing_label", "unknown_label")
+                  "missing_label", "unknown_label",
+                  # set before validation, by privacy-unit bounding (dpsynth.privacy_units)
+                  "missing_privacy_unit")
 
 
 @dataclasses.dataclass(frozen=True)

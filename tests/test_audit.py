@@ -79,10 +79,10 @@ def test_lloyd_round_release_passes_the_audit(round_audit):
 
 
 def test_audit_catches_halved_noise(round_audit):
-    # Noise halved: the true epsilon is about 2.3x the claim. Over repeated
-    # runs the bound came out 3.6-3.8 against the claim 2.83 with a standard
-    # deviation near 0.1 (from about 100 hits of the rarer event), so falling
-    # below the claim is a deviation of over 7 sigma: probability < 1e-12.
+    # Noise halved: the true epsilon is about twice the claim (2.83). Over
+    # repeated runs the bound came out 3.18 on average with a standard
+    # deviation of 0.05, so falling to the claim is a deviation of about
+    # 7 sigma: probability below 1e-11 (normal approximation).
     audit, claim = round_audit
     source = ScaledNoise(SecureNoise(), 0.5)
     result = audit_mechanism(lambda with_record, n: audit.statistic(with_record, n, source), ROUND_RUNS, DELTA,
@@ -92,8 +92,9 @@ def test_audit_catches_halved_noise(round_audit):
 
 def test_audit_catches_sensitivity_off_by_a_factor(round_audit):
     # A bound step that lets a row of norm 3R through: the sum's sensitivity is
-    # 3x the ledger's. The bound comes out about 4.2 against 2.83 (margin over
-    # 10 standard deviations): failure probability < 1e-12.
+    # 3x the ledger's. The bound came out 3.70 on average (standard deviation
+    # 0.09) against the claim 2.83: a margin near 10 sigma, failure
+    # probability below 1e-20 (normal approximation).
     audit, claim = round_audit
     broken = RoundAudit(audit.plan, audit.centres, audit.base_count, audit.base_total, audit.record,
                         record_scale=3.0)
