@@ -142,10 +142,10 @@ def test_a_failed_job_leaves_no_output_and_no_blocking_debris(tmp_path):
 
 def test_a_killed_run_publishes_nothing_and_a_rerun_succeeds(tmp_path):
     path = tmp_path / "in.parquet"
-    pq.write_table(_table(rows=3000), path)
+    pq.write_table(_table(rows=600), path)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "beam_pipeline.synthesize", "--input", str(path), "--output", str(out),
-               "--epsilon", "2", "--delta", "1e-6", "--labels", "0,1", "--rounds", "3", "--runner=FnApiRunner"]
+               "--epsilon", "2", "--delta", "1e-6", "--labels", "0,1", "--runner=FnApiRunner"]
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
