@@ -78,6 +78,13 @@ def check_schema(schema: pa.Schema, embedding_column: str, label_column: str) ->
     embedding_type = schema.field(embedding_column).type
     if not is_list_type(embedding_type) or not _numeric_values(embedding_type):
         raise UserError(f"column {embedding_column!r} must be a list of numbers, found {embedding_type}")
+    label_type = schema.field(label_column).type
+    if not (pa.types.is_integer(label_type) or pa.types.is_string(label_type)
+            or pa.types.is_large_string(label_type)):
+        # Any other type (float, bool, dictionary) could never match the label
+        # set, so every row would be rejected as unknown_label.
+        raise UserError(f"column {label_column!r} (--label-column) must hold integers or strings, "
+                        f"found {label_type}")
 
 
 def validate_table(table: pa.Table, spec: InputSpec) -> ValidationResult:
