@@ -200,6 +200,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             label_type=info.label_type, embedding_column=args.embedding_column, label_column=args.label_column,
             input_schema=schema, rejected_output=args.rejected_output, overwrite=args.overwrite)
     print(summary.describe())
+    rejected = sum(n for name, n in summary.diagnostics.items() if name.startswith("rejected_"))
+    if rejected:
+        # Never a silent drop: the data owner hears about malformed rows on the console too.
+        where = f"; the rows are in {args.rejected_output}" if args.rejected_output else ""
+        print(f"dpsynth: warning: {rejected} input rows were rejected as malformed (counts by reason in "
+              f"report.md{where})", file=sys.stderr)
     return 0
 
 
