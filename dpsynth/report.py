@@ -17,7 +17,8 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
     spent = "not private" if ledger.spent_epsilon == float("inf") else f"{ledger.spent_epsilon:.4f}"
     lines += ["## Privacy", "",
               f"- target: epsilon = {ledger.target_epsilon:g}, delta = {ledger.target_delta:g} "
-              "(add/remove one record)",
+              + ("(add/remove one privacy unit: each unit kept one record)" if "unit_rows_read" in diagnostics
+                 else "(add/remove one record)"),
               f"- spent (PLD accounting over {len(ledger.mechanisms)} mechanisms): epsilon = {spent}",
               "- every released number below is a post-processing of noisy aggregates; "
               "the mechanisms are listed in privacy.json", "",

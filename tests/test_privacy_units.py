@@ -142,6 +142,7 @@ def test_cli_bounds_units_on_both_runners(tmp_path, capsys, runner):
     assert code == 0, capsys.readouterr().err
     report = (tmp_path / "out" / "report.md").read_text()
     assert f"- rows used: {units}" in report
+    assert "(add/remove one privacy unit: each unit kept one record)" in report
     assert f"- rows in the input before privacy-unit bounding: {table.num_rows}" in report
     rejected = pq.read_table(str(tmp_path / "rej"))
     assert rejected.column("reject_reason").to_pylist() == ["missing_privacy_unit"] * 3
