@@ -43,6 +43,14 @@ def _best(candidates: Iterable[tuple[int, dict]]) -> Optional[tuple[int, dict]]:
     return max(candidates, key=lambda candidate: candidate[0], default=None)
 
 
+def _kept_row(unit_and_best: tuple[Any, tuple[int, dict]]) -> dict:
+    return unit_and_best[1][1]
+
+
+def _kept_count(table: pa.Table) -> dict[str, int]:
+    return {"unit_rows_kept": table.num_rows}
+
+
 def _to_table(rows: list[dict], schema: Optional[pa.Schema]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
@@ -67,11 +75,11 @@ class BoundPrivacyUnits(beam.PTransform):
         # (unit id, (priority, row dict)): the unit's single kept row
         best = pre.candidates | "BestPerUnit" >> beam.CombinePerKey(_best)
         # row dict
-        rows = best | "DropKey" >> beam.Map(lambda unit_and_best: unit_and_best[1][1])
+        rows = best | "DropKey" >> beam.Map(_kept_row)
         # pa.Table of up to REBATCH_ROWS kept rows
         kept = (rows | "Rebatch" >> beam.BatchElements(min_batch_size=1, max_batch_size=REBATCH_ROWS)
                 | "ToTable" >> beam.Map(_to_table, self._schema))
-        # {unit_kept_rows: n} per kept table, to count dropped rows by difference
-        kept_counts = kept | "CountKept" >> beam.Map(lambda t: {"unit_rows_kept": t.num_rows})
+        # {unit_rows_kept: n} per kept table, to count dropped rows by difference
+        kept_counts = kept | "CountKept" >> beam.Map(_kept_count)
         diagnostics = ((pre[DIAGNOSTICS_TAG], kept_counts) | "UnitCounts" >> beam.Flatten())
         return {"tables": kept, "rejected": pre[REJECTED_TAG], "diagnostics": diagnostics}
