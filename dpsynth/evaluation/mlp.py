@@ -9,8 +9,8 @@ private train rows or the test rows:
   non-private anyway). DP-SGD cannot do this and uses `Standardizer.fit` on
   public rows instead (see dpsgd.py);
 - hidden layer: WIDTH = 256 ReLU units, then a linear layer to the classes;
-- optimiser: Adam, learning rate 1e-3, weight decay 1e-4, batch 256;
-- EPOCHS = 20 over at most MAX_STEPS_ROWS rows per epoch (so a very large
+- optimiser: Adam, learning rate 1e-3, weight decay 1e-4, batch 512;
+- EPOCHS = 10 over at most MAX_STEPS_ROWS rows per epoch (so a very large
   synthetic set costs no more than 60,000 rows an epoch);
 - the weights of the last epoch are kept (no early stopping: that would
   need a validation set drawn from the private or test rows).
@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 WIDTH = 256
-EPOCHS = 20
-BATCH_SIZE = 256
+EPOCHS = 10
+BATCH_SIZE = 512
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
 MAX_STEPS_ROWS = 60_000
