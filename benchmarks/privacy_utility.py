@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -44,7 +45,9 @@ EPSILONS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0)
 DATASETS = ("fmnist-scatternet", "fmnist-effnet", "spam-minilm")
 METHODS = ("dpsynth", "class_means", "dpsgd_linear", "dpsgd_mlp", "nonprivate")
 # Chosen on public rows only (benchmarks/choose_on_public.py, results/public_choice.jsonl).
-PROJECTION = {"dim": 64, "whiten": True}
+PROJECTIONS = {"fmnist-scatternet": {"dim": 64, "whiten": True},
+               "fmnist-effnet": {"dim": 64, "whiten": True},
+               "spam-minilm": {"dim": 64, "whiten": True}}
 
 
 def _done(path: Path) -> set[tuple]:
@@ -57,9 +60,10 @@ def _done(path: Path) -> set[tuple]:
     return keys
 
 
-def prepare(name: str, projection: dict = PROJECTION) -> dict[str, np.ndarray]:
+def prepare(name: str) -> dict[str, np.ndarray]:
     """Cached embeddings, projected by the public projection (every method sees these rows)."""
     data = load_cached(name)
+    projection = PROJECTIONS[name]
     proj = PublicProjection.fit(data["public_x"], min(projection["dim"], data["public_x"].shape[1]),
                                 whiten=projection["whiten"])
     return {"train_x": proj(data["train_x"]), "train_y": data["train_y"], "public_x": proj(data["public_x"]),
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--output", default=str(RESULTS / "raw.jsonl"))
     args = p.parse_args(argv)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # RDP's per-order convergence notes
     torch.set_num_threads(1)  # shared 2-core machine: one thread wastes least under load
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     t0 = time.time()
                     row = run_method(method, data, epsilon, rep)
                     row = {"dataset": name, "method": method, "epsilon": epsilon, "rep": rep, "delta": DELTA,
-                           "projection": PROJECTION, "seconds": round(time.time() - t0, 2), **row}
+                           "projection": PROJECTIONS[name], "seconds": round(time.time() - t0, 2), **row}
                     with out.open("a") as fh:
                         fh.write(json.dumps(row) + "\n")
                     print(f"{name} {method:<12} eps={epsilon} rep={rep}: {100 * row['accuracy']:.2f}% "

@@ -22,6 +22,7 @@ standardised with statistics of public rows only.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,7 @@ def _event(noise_multiplier: float, q: float, steps: int) -> dp_accounting.DpEve
         dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(noise_multiplier)), steps)
 
 
+@functools.lru_cache(maxsize=256)
 def dpsgd_epsilon(noise_multiplier: float, q: float, steps: int, delta: float) -> float:
     """epsilon spent by `steps` Poisson-sampled Gaussian steps, by dp-accounting's RDP accountant."""
     acc = rdp.RdpAccountant()
@@ -74,6 +76,7 @@ def dpsgd_epsilon(noise_multiplier: float, q: float, steps: int, delta: float) -
     return float(acc.get_epsilon(delta))
 
 
+@functools.lru_cache(maxsize=256)  # repetitions and both models reuse one calibration
 def calibrate_noise(epsilon: float, delta: float, q: float, steps: int) -> float:
     """Smallest noise multiplier (to 1e-4 relative) whose RDP spend is at most epsilon."""
     sigma = dp_accounting.calibrate_dp_mechanism(
