@@ -30,7 +30,9 @@ def decode_image(data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             return pil_to_array(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("unreadable image: not a recognised image format") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
         raise ImageDecodeError(f"unreadable image: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
 

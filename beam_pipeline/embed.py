@@ -1,0 +1,189 @@
+"""`dpsynth embed`: one embedding per private record, written to Parquet.
+
+    dpsynth embed --input PATH --encoder NAME --output FILE.parquet [options] [beam options]
+
+The output holds (id where the input has one, label, embedding) for every
+accepted record. It is PRIVATE data: an embedding is a function of one
+record, not a DP release. The command prints that, and the Parquet schema
+metadata says it too. Rejected records are counted and, with
+--rejected-output, listed (source, position, id, label, reason) as JSON lines.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from dpsynth.encoders import Encoder, get_encoder
+from dpsynth.errors import UserError
+from transforms.embedding import PRIVATE_NOTE, EmbedRecords, embedding_schema
+from transforms.readers import DEFAULT_BATCH_SIZE, FORMATS, Columns, ReadRecords
+
+LOG = logging.getLogger("dpsynth.embed")
+
+
+def add_input_arguments(parser: argparse.ArgumentParser, label_flag: bool = True) -> None:
+    """Flags shared by embed and generate: the input, its columns, the encoder.
+
+    generate gets --label-column from the synthesis flags (same meaning: the
+    label column), so it passes label_flag=False.
+    """
+    g = parser.add_argument_group("input")
+    g.add_argument("--input", required=True,
+                   help="image folder (one sub-folder per label), *.parquet, *.jsonl, *.csv or IDX "
+                        "images file; local path, glob or gs://")
+    g.add_argument("--input-format", choices=FORMATS, default=None,
+                   help="override the format guessed from the path")
+    g.add_argument("--text-column", default="text")
+    g.add_argument("--image-column", default="image", help="Parquet column of encoded image bytes")
+    if label_flag:
+        g.add_argument("--label-column", default="label", help="label column of the input")
+    g.add_argument("--id-column", default="id")
+    g.add_argument("--vector-column", default="embedding",
+                   help="input column of precomputed vectors (encoder none)")
+    g.add_argument("--idx-labels", default=None,
+                   help="IDX labels file (default: the images file's name with images->labels)")
+    e = parser.add_argument_group("encoder")
+    e.add_argument("--encoder", required=True,
+                   help="efficientnet-lite0, scatternet, minilm, torchscript:PATH, onnx:PATH or none")
+    e.add_argument("--image-size", type=int, default=None,
+                   help="input resolution for efficientnet-lite0 (default 224) and user models")
+    e.add_argument("--channels", type=int, choices=(1, 3), default=None, help="user models: input channels")
+    e.add_argument("--normalize", choices=("none", "imagenet"), default=None,
+                   help="user models: pixel normalisation after scaling to [0,1]")
+    e.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="records per model call")
+    e.add_argument("--torch-threads", type=int, default=None,
+                   help="torch threads per worker process (default: cores / worker processes)")
+
+
+def encoder_from_args(args: argparse.Namespace) -> Encoder:
+    return get_encoder(args.encoder, image_size=args.image_size, channels=args.channels,
+                       normalize=args.normalize)
+
+
+def default_torch_threads_for(options: PipelineOptions) -> int:
+    """Cores shared equally among the runner's worker processes on this machine."""
+    from dpsynth.encoders import default_torch_threads
+
+    opts = options.get_all_options(drop_default=False)
+    workers = 1
+    if opts.get("direct_running_mode") == "multi_processing":
+        workers = int(opts.get("direct_num_workers") or 1) or 1
+    return default_torch_threads(workers)
+
+
+class EmbeddingStage:
+    """Read + embed, built once and shared by `embed` and `generate`."""
+
+    def __init__(self, args: argparse.Namespace, options: PipelineOptions,
+                 embedding_column: str = "embedding", label_column: str = "label"):
+        self.encoder = encoder_from_args(args)
+        columns = Columns(text=args.text_column, image=args.image_column, label=args.label_column,
+                          id=args.id_column, embedding=args.vector_column)
+        self.read = ReadRecords(args.input, self.encoder.modality, args.input_format, columns,
+                                args.batch_size, args.idx_labels)
+        self.schema = embedding_schema(self.read.label_type, self.read.has_ids, self.encoder,
+                                       embedding_column=embedding_column, label_column=label_column)
+        self.torch_threads = args.torch_threads or default_torch_threads_for(options)
+        self.embedding_column, self.label_column = embedding_column, label_column
+
+    def apply(self, pipeline: beam.Pipeline) -> tuple[Any, Any]:
+        """(PCollection[pa.Table] of embeddings, PCollection[dict] of all rejections)."""
+        read = pipeline | "Read" >> self.read
+        embedded = read["records"] | "Embed" >> EmbedRecords(
+            self.encoder, self.schema, self.torch_threads, label_column=self.label_column,
+            embedding_column=self.embedding_column)
+        rejected = (read["rejected"], embedded["rejected"]) | "AllRejections" >> beam.Flatten()
+        return embedded["embeddings"], rejected
+
+
+def write_rejections(rejected, path: str):
+    """Dead-letter rows as JSON lines in one file (private: names private records)."""
+    return (rejected
+            | "RejectedToJson" >> beam.Map(lambda row: json.dumps(row, sort_keys=True))
+            | "WriteRejected" >> beam.io.WriteToText(path, num_shards=1, shard_name_template=""))
+
+
+def check_output_free(path: str, overwrite: bool, what: str = "output") -> None:
+    if FileSystems.exists(path) and not overwrite:
+        raise UserError(f"{what} {path} exists; pass --overwrite to replace it")
+
+
+def counter_totals(result, namespace_prefix: str = "dpsynth.") -> dict[str, int]:
+    """Committed counters of our namespaces (attempted where a runner has no committed)."""
+    totals: dict[str, int] = {}
+    try:
+        counters = result.metrics().query()["counters"]
+    except Exception:  # noqa: BLE001 - some runners do not support metric queries
+        return totals
+    for c in counters:
+        if c.key.metric.namespace.startswith(namespace_prefix):
+            name = f"{c.key.metric.namespace}/{c.key.metric.name}"
+            value = c.committed if c.committed is not None else c.attempted
+            totals[name] = totals.get(name, 0) + int(value or 0)
+    return totals
+
+
+def rejection_summary(totals: dict[str, int]) -> str:
+    parts = [f"{name.split('/rejected_', 1)[1].replace('_', ' ')}: {n}" for name, n in sorted(totals.items())
+             if "/rejected_" in name and n]
+    return ", ".join(parts) if parts else "none"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dpsynth embed", description="Embed private records with a public encoder. "
+        "The output is PRIVATE (one embedding per record), not a DP release.")
+    add_input_arguments(parser)
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", required=True, help="FILE.parquet: id (if any), label, embedding")
+    out.add_argument("--rejected-output", default=None, help="JSON-lines file listing rejected records")
+    out.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    options = PipelineOptions(beam_args)
+    check_output_free(args.output, args.overwrite)
+    if args.rejected_output:
+        check_output_free(args.rejected_output, args.overwrite, "rejected output")
+    stage = EmbeddingStage(args, options)
+    LOG.info("encoder %s (%s, %d-d); reading %s as %s; torch threads per worker %d",
+             stage.encoder.name, stage.encoder.modality, stage.encoder.output_dim, args.input,
+             stage.read.format, stage.torch_threads)
+    start = time.time()
+    pipeline = beam.Pipeline(options=options)
+    tables, rejected = stage.apply(pipeline)
+    _ = tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
+        args.output, schema=stage.schema, num_shards=1, shard_name_template="")
+    if args.rejected_output:
+        write_rejections(rejected, args.rejected_output)
+    result = pipeline.run()
+    result.wait_until_finish()
+    totals = counter_totals(result)
+    n = totals.get("dpsynth.embed/embedded", 0)
+    n_rejected = totals.get("dpsynth.read/rejected", 0) + totals.get(
+        "dpsynth.embed/rejected_non_finite_embedding", 0)
+    elapsed = time.time() - start
+    print(f"embedded {n} records in {elapsed:.1f} s -> {args.output}")
+    print(f"rejected {n_rejected} records ({rejection_summary(totals)})"
+          + (f" -> {args.rejected_output}" if args.rejected_output else
+             "; pass --rejected-output FILE to list them"))
+    print(f"{PRIVATE_NOTE} ({args.output})")
+    return 0
+
+
+if __name__ == "__main__":
+    from beam_pipeline.cli import run_guarded
+
+    sys.exit(run_guarded(run, sys.argv[1:]))
