@@ -14,6 +14,8 @@ reports as a one-line UserError.
 """
 from __future__ import annotations
 
+import bz2
+import contextlib
 import csv
 import dataclasses
 import gzip
@@ -178,7 +180,7 @@ def _check_item(item: Any, modality: str) -> tuple[Any, str | None]:
 def detect_format(path: str) -> str:
     """Format from the path: a directory is an image folder, else the extension."""
     lower = path.lower().rstrip("/")
-    for suffix in (".gz", ".bz2", ".zst", ".deflate"):
+    for suffix in (".gz", ".bz2"):
         if lower.endswith(suffix):
             lower = lower[: -len(suffix)]
     if lower.endswith(".parquet") or lower.endswith(".pq"):
@@ -218,8 +220,20 @@ def match_paths(pattern: str, limit: int | None = None) -> list[str]:
     return paths
 
 
-def _open(path: str):
-    return FileSystems.open(path, compression_type=CompressionTypes.AUTO)
+@contextlib.contextmanager
+def _open(path: str) -> Iterator[io.BufferedIOBase]:
+    """A binary stream, decompressed by extension (.gz, .bz2); io-compatible,
+    unlike Beam's CompressedFile, so TextIOWrapper and csv can sit on it."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        lower = path.lower()
+        if lower.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="rb") as handle:
+                yield handle
+        elif lower.endswith(".bz2"):
+            with bz2.BZ2File(raw, mode="rb") as handle:
+                yield handle
+        else:
+            yield raw
 
 
 def _image_pattern(folder: str) -> str:
