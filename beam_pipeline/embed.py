@@ -21,7 +21,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from dpsynth.encoders import Encoder, get_encoder
+from dpsynth.encoders import Encoder, default_torch_threads, get_encoder
 from dpsynth.errors import UserError
 from transforms.embedding import PRIVATE_NOTE, EmbedRecords, embedding_schema
 from transforms.readers import DEFAULT_BATCH_SIZE, FORMATS, Columns, ReadRecords
@@ -60,23 +60,13 @@ def add_input_arguments(parser: argparse.ArgumentParser, label_flag: bool = True
                    help="user models: pixel normalisation after scaling to [0,1]")
     e.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="records per model call")
     e.add_argument("--torch-threads", type=int, default=None,
-                   help="torch threads per worker process (default: cores / worker processes)")
+                   help="torch threads per worker process (default 1: more threads than free "
+                        "cores collapses throughput; scale with Beam workers instead)")
 
 
 def encoder_from_args(args: argparse.Namespace) -> Encoder:
     return get_encoder(args.encoder, image_size=args.image_size, channels=args.channels,
                        normalize=args.normalize)
-
-
-def default_torch_threads_for(options: PipelineOptions) -> int:
-    """Cores shared equally among the runner's worker processes on this machine."""
-    from dpsynth.encoders import default_torch_threads
-
-    opts = options.get_all_options(drop_default=False)
-    workers = 1
-    if opts.get("direct_running_mode") == "multi_processing":
-        workers = int(opts.get("direct_num_workers") or 1) or 1
-    return default_torch_threads(workers)
 
 
 class EmbeddingStage:
@@ -91,7 +81,7 @@ class EmbeddingStage:
                                 args.batch_size, args.idx_labels)
         self.schema = embedding_schema(self.read.label_type, self.read.has_ids, self.encoder,
                                        embedding_column=embedding_column, label_column=label_column)
-        self.torch_threads = args.torch_threads or default_torch_threads_for(options)
+        self.torch_threads = args.torch_threads or default_torch_threads()
         self.embedding_column, self.label_column = embedding_column, label_column
 
     def apply(self, pipeline: beam.Pipeline) -> tuple[Any, Any]:

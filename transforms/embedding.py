@@ -98,6 +98,8 @@ class EncoderModelHandler(ModelHandler[PreparedBatch, pa.Table, Any]):
     def load_model(self) -> Any:
         if self.encoder.modality != "vector":
             configure_torch_threads(self.torch_threads)
+        if hasattr(self.encoder, "threads"):  # ONNX Runtime keeps its own pool
+            self.encoder.threads = self.torch_threads
         return self.encoder.load_model()
 
     def run_inference(self, batch: Sequence[PreparedBatch], model: Any,

@@ -76,14 +76,19 @@ _MODEL_CACHE: dict[tuple[str, str], Any] = {}
 
 
 def default_torch_threads(workers_per_machine: int = 1) -> int:
-    """Intra-op threads per worker process so that workers never oversubscribe cores.
+    """Intra-op threads per worker process: one, unless the user asks for more.
 
-    Measured (BEAM_NOTES.md): RunInference collapsed from 85 us to 1.9 ms per
-    element under load when every process kept torch's default of one thread
-    per core. Each worker process gets an equal share of the cores, at least one.
+    Measured on this project's 2-core machine while other jobs shared it
+    (load average 6-7), one process, batches of 32, same inputs:
+    efficientnet-lite0 at 96 px 71 img/s with 1 thread against 31 with 2;
+    MiniLM 118 short texts/s against 22; ScatterNet 97 img/s against 12.
+    torch's OpenMP threads spin-wait for cores that other processes hold, so
+    more threads than free cores collapses throughput (BEAM_NOTES.md saw the
+    same inside RunInference). Parallelism comes from Beam worker processes
+    instead (--direct_num_workers, or the runner's workers); on a dedicated
+    machine --torch-threads can raise it.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, workers_per_machine))
+    return 1
 
 
 def configure_torch_threads(num_threads: int | None) -> int:

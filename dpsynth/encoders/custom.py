@@ -45,6 +45,7 @@ class _UserImageModel(Encoder):
         self.path = path
         self.name = f"{self.kind}:{path}"
         self.normalize = normalize or "none"
+        self.threads: int | None = None  # ONNX Runtime threads; set by the embedding stage
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         self._blob: bytes | None = _read_bytes(path)
@@ -145,7 +146,7 @@ class OnnxModel(_UserImageModel):
         from dpsynth.encoders.base import default_torch_threads
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = default_torch_threads()
+        opts.intra_op_num_threads = self.threads or default_torch_threads()
         opts.inter_op_num_threads = 1
         return ort.InferenceSession(self._model_bytes(), sess_options=opts, providers=["CPUExecutionProvider"])
 
