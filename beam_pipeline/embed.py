@@ -18,11 +18,16 @@ import time
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from dpsynth.encoders import Encoder, default_torch_threads, get_encoder
 from dpsynth.errors import UserError
+from dpsynth.validation import REJECT_REASON_COLUMN
+from beam_pipeline.options import make_parser
+from beam_pipeline.outputs import StagedOutput
+from beam_pipeline.pipeline import SHARD_TEMPLATE
 from transforms.embedding import PRIVATE_NOTE, EmbedRecords, embedding_schema
 from transforms.readers import DEFAULT_BATCH_SIZE, FORMATS, Columns, ReadRecords
 
@@ -94,11 +99,39 @@ class EmbeddingStage:
         return embedded["embeddings"], rejected
 
 
-def write_rejections(rejected, path: str):
-    """Dead-letter rows as JSON lines in one file (private: names private records)."""
-    return (rejected
-            | "RejectedToJson" >> beam.Map(lambda row: json.dumps(row, sort_keys=True))
-            | "WriteRejected" >> beam.io.WriteToText(path, num_shards=1, shard_name_template=""))
+REJECTED_SCHEMA = pa.schema([("source", pa.string()), ("position", pa.string()), ("id", pa.string()),
+                             ("label", pa.string()), (REJECT_REASON_COLUMN, pa.string())])
+
+
+def _rejections_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist([{**{k: r.get(k) for k in ("source", "position", "id", "label")},
+                                  REJECT_REASON_COLUMN: r["reason"]} for r in rows], schema=REJECTED_SCHEMA)
+
+
+class WriteRejectedRecords(beam.PTransform):
+    """Dead-letter rows -> PREFIX-SSSSS-of-NNNNN.parquet (source, position, id, label, reject_reason).
+
+    Private: the rows name private records (never their content). Same
+    layout and reason column as the synthesis job's --rejected-output.
+    """
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def expand(self, rejected):
+        return (rejected
+                # element: dict -> [dict] of up to 1000 rejections
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
+                # element: pa.Table in REJECTED_SCHEMA
+                | "ToTable" >> beam.Map(_rejections_table)
+                | "Write" >> beam.io.WriteToParquetBatched(
+                    self.prefix, REJECTED_SCHEMA, file_name_suffix=".parquet",
+                    shard_name_template=SHARD_TEMPLATE))
+
+
+def write_rejections(rejected, prefix: str):
+    return rejected | "WriteRejectedRecords" >> WriteRejectedRecords(prefix)
 
 
 def check_output_free(path: str, overwrite: bool, what: str = "output") -> None:
@@ -128,13 +161,13 @@ def rejection_summary(totals: dict[str, int]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dpsynth embed", description="Embed private records with a public encoder. "
-        "The output is PRIVATE (one embedding per record), not a DP release.")
+    parser = make_parser("dpsynth embed", "Embed private records with a public encoder. "
+                         "The output is PRIVATE (one embedding per record), not a DP release.")
     add_input_arguments(parser)
     out = parser.add_argument_group("output")
     out.add_argument("--output", required=True, help="FILE.parquet: id (if any), label, embedding")
-    out.add_argument("--rejected-output", default=None, help="JSON-lines file listing rejected records")
+    out.add_argument("--rejected-output", default=None,
+                     help="directory for the list of rejected records (Parquet; PRIVATE)")
     out.add_argument("--overwrite", action="store_true")
     return parser
 
@@ -145,9 +178,8 @@ def run(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     options = PipelineOptions(beam_args)
     check_output_free(args.output, args.overwrite)
-    if args.rejected_output:
-        check_output_free(args.rejected_output, args.overwrite, "rejected output")
     stage = EmbeddingStage(args, options)
+    rejected_dir = StagedOutput(args.rejected_output, args.overwrite) if args.rejected_output else None
     LOG.info("encoder %s (%s, %d-d); reading %s as %s; torch threads per worker %d",
              stage.encoder.name, stage.encoder.modality, stage.encoder.output_dim, args.input,
              stage.read.format, stage.torch_threads)
@@ -156,10 +188,16 @@ def run(argv: list[str]) -> int:
     tables, rejected = stage.apply(pipeline)
     _ = tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
         args.output, schema=stage.schema, num_shards=1, shard_name_template="")
-    if args.rejected_output:
-        write_rejections(rejected, args.rejected_output)
-    result = pipeline.run()
-    result.wait_until_finish()
+    if rejected_dir is not None:
+        write_rejections(rejected, rejected_dir.path("rejected"))
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+        if rejected_dir is not None:
+            rejected_dir.publish()
+    finally:
+        if rejected_dir is not None:
+            rejected_dir.abort()
     totals = counter_totals(result)
     n = totals.get("dpsynth.embed/embedded", 0)
     n_rejected = totals.get("dpsynth.read/rejected", 0) + totals.get(

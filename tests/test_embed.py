@@ -34,7 +34,7 @@ def digit_folder(tmp_path_factory):
 
 def test_embed_image_folder_matches_direct_encoder(digit_folder, tmp_path, capsys):
     root, images = digit_folder
-    out, rejected = tmp_path / "emb.parquet", tmp_path / "rejected.jsonl"
+    out, rejected = tmp_path / "emb.parquet", tmp_path / "rejected"
     code = run_guarded(run, ["--input", str(root), "--encoder", "scatternet", "--output", str(out),
                              "--rejected-output", str(rejected), "--batch-size", "5"] + BEAM)
     assert code == 0
@@ -49,8 +49,9 @@ def test_embed_image_folder_matches_direct_encoder(digit_folder, tmp_path, capsy
     emb = np.array(table.column("embedding").to_pylist(), dtype=np.float32)
     direct = get_encoder("scatternet").embed([images[i] for i in ids])
     np.testing.assert_allclose(emb, direct, rtol=1e-5, atol=1e-6)
-    rows = [json.loads(line) for line in rejected.read_text().splitlines()]
-    assert [(r["id"], r["reason"].split(":")[0]) for r in rows] == [("3/corrupt.png", "unreadable image")]
+    rows = pq.read_table(next(rejected.glob("rejected-*.parquet"))).to_pylist()
+    assert [(r["id"], r["label"], r["reject_reason"].split(":")[0]) for r in rows] == [
+        ("3/corrupt.png", "3", "unreadable image")]
 
 
 def test_embed_jsonl_text(tmp_path, capsys):

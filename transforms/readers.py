@@ -127,6 +127,19 @@ class _BatchBuilder:
             yield self.flush()
 
 
+def _first_length(values: list) -> int | None:
+    """Length of the first usable vector (a public fact: the producer's output size)."""
+    for v in values:
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except json.JSONDecodeError:
+                continue
+        if isinstance(v, (list, tuple)) and v:
+            return len(v)
+    return None
+
+
 def _check_label(label: Any, label_kind: str) -> str | None:
     """None when the label is usable, else the rejection reason."""
     if _is_missing(label):
@@ -438,6 +451,8 @@ class ReadRecords(beam.PTransform):
         self.idx_labels = idx_labels
         self.label_type = "string"
         self.has_ids = False
+        self.num_rows: int | None = None  # records in the input when cheap to know (delta guard only)
+        self.vector_dim: int | None = None  # for precomputed vectors: the first row's length
         getattr(self, f"_check_{self.format}")()
 
     # ---- up-front checks: each sets label_type / has_ids and validates inputs
@@ -454,7 +469,8 @@ class ReadRecords(beam.PTransform):
             found = FileSystems.match([pattern])[0].metadata_list
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"cannot list image folder {self.input_path!r}: {exc}") from exc
-        if not any(_is_image_path(m.path) for m in found):
+        self.num_rows = sum(1 for m in found if _is_image_path(m.path))
+        if not self.num_rows:
             raise UserError(f"image folder {self.input_path!r} has no images "
                             f"(expected {self.input_path.rstrip('/')}/<label>/*.png|jpg)")
         self.has_ids = True
@@ -462,9 +478,20 @@ class ReadRecords(beam.PTransform):
     def _check_parquet(self) -> None:
         import pyarrow.parquet as pq
 
-        first = match_paths(self.input_path)[0]
-        with FileSystems.open(first, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            schema = pq.read_schema(pa.BufferReader(handle.read()))
+        files = match_paths(self.input_path)
+        first = files[0]
+        self.num_rows = 0
+        for path in files:
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                footer = pq.ParquetFile(handle)
+                self.num_rows += footer.metadata.num_rows
+                if path == first:
+                    schema = footer.schema_arrow
+                    if self.modality == "vector" and footer.metadata.num_rows:
+                        column = self.columns.content(self.modality)
+                        if column in schema.names:
+                            batch = next(footer.iter_batches(batch_size=16, columns=[column]))
+                            self.vector_dim = _first_length(batch.column(0).to_pylist())
         content = self.columns.content(self.modality)
         for col in (content, self.columns.label):
             if col not in schema.names:
@@ -495,6 +522,8 @@ class ReadRecords(beam.PTransform):
                             keys = set(row) if isinstance(row, dict) else set()
                         except json.JSONDecodeError:
                             continue
+                        if self.modality == "vector" and keys:
+                            self.vector_dim = _first_length([row.get(content)])
                         break
         self.has_ids = self.columns.id in keys
 
@@ -524,6 +553,7 @@ class ReadRecords(beam.PTransform):
             if len(ldims) != 1 or ldims[0] != dims[0]:
                 raise UserError(f"{labels} holds {ldims} labels for {dims[0]} images in {path}")
             self.idx_pairs.append((path, labels))
+            self.num_rows = (self.num_rows or 0) + dims[0]
         self.has_ids = True
         self.label_type = "int64"
 
