@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    logging.getLogger("dpsynth").setLevel(logging.INFO)  # our progress lines, not Beam's INFO chatter
     options = PipelineOptions(beam_args)
     check_output_free(args.output, args.overwrite)
     stage = EmbeddingStage(args, options)
@@ -206,7 +207,7 @@ def run(argv: list[str]) -> int:
     print(f"embedded {n} records in {elapsed:.1f} s -> {args.output}")
     print(f"rejected {n_rejected} records ({rejection_summary(totals)})"
           + (f" -> {args.rejected_output}" if args.rejected_output else
-             "; pass --rejected-output FILE to list them"))
+             "; pass --rejected-output DIR to list them"))
     print(f"{PRIVATE_NOTE} ({args.output})")
     return 0
 

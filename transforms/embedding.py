@@ -13,6 +13,8 @@ job reads.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import apache_beam as beam
@@ -25,6 +27,8 @@ from dpsynth.encoders import Encoder, configure_torch_threads
 from transforms.readers import REJECTED, RecordBatch, rejection
 
 COUNTER_NAMESPACE = "dpsynth.embed"
+PROGRESS_SECONDS = 10.0
+LOG = logging.getLogger("dpsynth.embed")
 PRIVATE_NOTE = ("PRIVATE: embeddings of private records, one per record; NOT differentially private. "
                 "Release only the output of `dpsynth synthesize`/`generate`.")
 
@@ -104,8 +108,21 @@ class EncoderModelHandler(ModelHandler[PreparedBatch, pa.Table, Any]):
 
     def run_inference(self, batch: Sequence[PreparedBatch], model: Any,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[pa.Table]:
-        return [to_table(self.encoder.forward(model, prepared.inputs), prepared.labels, prepared.ids,
-                         self.schema) for prepared in batch]
+        tables = [to_table(self.encoder.forward(model, prepared.inputs), prepared.labels, prepared.ids,
+                           self.schema) for prepared in batch]
+        self._progress(sum(t.num_rows for t in tables))
+        return tables
+
+    def _progress(self, rows: int) -> None:
+        """A log line every PROGRESS_SECONDS per worker: long embeddings show they are alive."""
+        now = time.monotonic()
+        if not hasattr(self, "_rows_done"):
+            self._rows_done, self._started, self._last_log = 0, now, now
+        self._rows_done += rows
+        if now - self._last_log >= PROGRESS_SECONDS:
+            self._last_log = now
+            LOG.info("embedded %d records with %s in this worker (%.1f/s)", self._rows_done,
+                     self.encoder.name, self._rows_done / max(now - self._started, 1e-9))
 
     def get_num_bytes(self, batch: Sequence[PreparedBatch]) -> int:
         total = 0
