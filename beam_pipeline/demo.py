@@ -87,9 +87,11 @@ def _read_embeddings(pattern: str) -> tuple[np.ndarray, np.ndarray]:
     files = sorted(glob.glob(pattern))
     if not files:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    tables = [pq.read_table(f, columns=["label", "embedding"]) for f in files]
-    X = np.concatenate([np.array(t.column("embedding").to_pylist(), dtype=np.float32).reshape(t.num_rows, -1)
-                        for t in tables])
+    tables = [t for t in (pq.read_table(f, columns=["label", "embedding"]) for f in files) if t.num_rows]
+    if not tables:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    X = np.concatenate([np.asarray(t.column("embedding").combine_chunks().flatten(), dtype=np.float32)
+                        .reshape(t.num_rows, -1) for t in tables])
     y = np.concatenate([np.asarray(t.column("label").to_pylist()) for t in tables])
     return X, y
 
