@@ -93,3 +93,20 @@ def test_embed_user_errors_exit_2(digit_folder, tmp_path, capsys):
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert run_guarded(run, ["--input", str(root), "--encoder", "minilm", "--output", str(tmp_path / "y")]) == 2
     assert "expects text" in capsys.readouterr().err
+
+
+def test_embed_precomputed_vectors_pass_through(tmp_path, capsys):
+    import pyarrow as pa
+
+    src = tmp_path / "vectors.parquet"
+    vectors = [[1.0, 0.0, 2.0], [0.5, 0.5, 0.5], [float("nan"), 1.0, 1.0], [3.0, 2.0, 1.0]]
+    pq.write_table(pa.table({"id": ["a", "b", "c", "d"], "label": [1, 2, 1, None], "vec": vectors}), src)
+    out = tmp_path / "out.parquet"
+    assert run_guarded(run, ["--input", str(src), "--encoder", "none", "--vector-column", "vec",
+                             "--output", str(out)] + BEAM) == 0
+    assert "rejected 2 records" in capsys.readouterr().out
+    table = pq.read_table(out).sort_by("id")
+    assert table.column("id").to_pylist() == ["a", "b"]
+    assert table.column("label").to_pylist() == [1, 2]
+    assert table.schema.field("label").type == pa.int64()
+    np.testing.assert_array_equal(np.array(table.column("embedding").to_pylist()), np.array(vectors[:2]))

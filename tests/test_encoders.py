@@ -39,6 +39,8 @@ def test_unknown_encoder_is_a_user_error():
         get_encoder("resnet")
     with pytest.raises(UserError, match="image-size"):
         get_encoder("minilm", image_size=64)
+    with pytest.raises(UserError, match="--channels and --normalize"):
+        get_encoder("efficientnet-lite0", normalize="imagenet")
 
 
 def test_registry_names_are_documented():

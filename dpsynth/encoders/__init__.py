@@ -35,6 +35,8 @@ def get_encoder(name: str, *, image_size: int | None = None, channels: int | Non
     """
     name = (name or "").strip()
     kind, _, path = name.partition(":")
+    if (channels is not None or normalize is not None) and kind not in ("torchscript", "onnx"):
+        raise UserError(f"--channels and --normalize apply to torchscript: and onnx: models only, not {name!r}")
     try:
         if name == "efficientnet-lite0":
             from dpsynth.encoders.efficientnet import EfficientNetLite0
