@@ -63,6 +63,8 @@ def add_input_arguments(parser: argparse.ArgumentParser, label_flag: bool = True
     e.add_argument("--channels", type=int, choices=(1, 3), default=None, help="user models: input channels")
     e.add_argument("--normalize", choices=("none", "imagenet"), default=None,
                    help="user models: pixel normalisation after scaling to [0,1]")
+    e.add_argument("--project-dim", type=int, default=None,
+                   help="append a public Gaussian random projection to this many dimensions (none)")
     e.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="records per model call")
     e.add_argument("--torch-threads", type=int, default=None,
                    help="torch threads per worker process (default 1: more threads than free "
@@ -71,7 +73,7 @@ def add_input_arguments(parser: argparse.ArgumentParser, label_flag: bool = True
 
 def encoder_from_args(args: argparse.Namespace) -> Encoder:
     return get_encoder(args.encoder, image_size=args.image_size, channels=args.channels,
-                       normalize=args.normalize)
+                       normalize=args.normalize, project_dim=args.project_dim)
 
 
 class EmbeddingStage:

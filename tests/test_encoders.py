@@ -176,3 +176,28 @@ def test_configure_torch_threads_sets_the_count():
         assert configure_torch_threads(1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_random_projection_is_public_deterministic_and_keeps_geometry(digits):
+    import pickle
+
+    images, labels = digits
+    base = get_encoder("scatternet")
+    enc = get_encoder("scatternet", project_dim=256)
+    assert (enc.name, enc.output_dim, enc.modality) == ("scatternet+rp256", 256, "image")
+    full, low = base.embed(images), enc.embed(images)
+    assert low.shape == (12, 256) and low.dtype == np.float32
+    np.testing.assert_array_equal(low, pickle.loads(pickle.dumps(enc)).embed(images))  # same matrix anywhere
+    from dpsynth.encoders.projection import projection_matrix
+
+    np.testing.assert_allclose(low, full @ projection_matrix(3969, 256), rtol=1e-5)
+    # Johnson-Lindenstrauss: pairwise distances kept within 30% (deterministic for this fixed matrix)
+    d_full = np.linalg.norm(full[:, None] - full[None], axis=-1)
+    d_low = np.linalg.norm(low[:, None] - low[None], axis=-1)
+    off = ~np.eye(12, dtype=bool)
+    ratio = d_low[off] / d_full[off]
+    assert ratio.min() > 0.7 and ratio.max() < 1.3
+    within, across = _class_separation(low, labels)
+    assert within < across
+    with pytest.raises(UserError, match="not below"):
+        get_encoder("minilm", project_dim=384)

@@ -27,12 +27,26 @@ __all__ = ["Encoder", "ENCODER_NAMES", "MODALITIES", "get_encoder", "configure_t
 
 
 def get_encoder(name: str, *, image_size: int | None = None, channels: int | None = None,
-                normalize: str | None = None) -> Encoder:
+                normalize: str | None = None, project_dim: int | None = None) -> Encoder:
     """The encoder called `name`, validated (user model files are loaded and probed here).
 
     image_size applies to efficientnet-lite0 and user models; channels and
-    normalize to user models only. Raises UserError with one line otherwise.
+    normalize to user models only; project_dim (any encoder) appends the
+    public random projection of dpsynth.encoders.projection. Raises UserError
+    with one line otherwise.
     """
+    encoder = _base_encoder(name, image_size=image_size, channels=channels, normalize=normalize)
+    if project_dim is None:
+        return encoder
+    from dpsynth.encoders.projection import RandomProjection
+
+    try:
+        return RandomProjection(encoder, project_dim)
+    except ValueError as exc:
+        raise UserError(_one_line(exc)) from exc
+
+
+def _base_encoder(name: str, *, image_size: int | None, channels: int | None, normalize: str | None) -> Encoder:
     name = (name or "").strip()
     kind, _, path = name.partition(":")
     if (channels is not None or normalize is not None) and kind not in ("torchscript", "onnx"):
