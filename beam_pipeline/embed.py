@@ -6,12 +6,12 @@ The output holds (id where the input has one, label, embedding) for every
 accepted record. It is PRIVATE data: an embedding is a function of one
 record, not a DP release. The command prints that, and the Parquet schema
 metadata says it too. Rejected records are counted and, with
---rejected-output, listed (source, position, id, label, reason) as JSON lines.
+--rejected-output DIR, listed in DIR/rejected-*.parquet (source, position,
+id, label, reject_reason), like the synthesis job's dead letters.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -79,8 +79,8 @@ def encoder_from_args(args: argparse.Namespace) -> Encoder:
 class EmbeddingStage:
     """Read + embed, built once and shared by `embed` and `generate`."""
 
-    def __init__(self, args: argparse.Namespace, options: PipelineOptions,
-                 embedding_column: str = "embedding", label_column: str = "label"):
+    def __init__(self, args: argparse.Namespace, embedding_column: str = "embedding",
+                 label_column: str = "label"):
         self.encoder = encoder_from_args(args)
         columns = Columns(text=args.text_column, image=args.image_column, label=args.label_column,
                           id=args.id_column, embedding=args.vector_column)
@@ -181,7 +181,7 @@ def run(argv: list[str]) -> int:
     logging.getLogger("dpsynth").setLevel(logging.INFO)  # our progress lines, not Beam's INFO chatter
     options = PipelineOptions(beam_args)
     check_output_free(args.output, args.overwrite)
-    stage = EmbeddingStage(args, options)
+    stage = EmbeddingStage(args)
     rejected_dir = StagedOutput(args.rejected_output, args.overwrite) if args.rejected_output else None
     LOG.info("encoder %s (%s, %d-d); reading %s as %s; torch threads per worker %d",
              stage.encoder.name, stage.encoder.modality, stage.encoder.output_dim, args.input,

@@ -61,7 +61,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UserError("generate runs on Beam; for the one-process reference, run `dpsynth embed` "
                         "then `dpsynth synthesize --runner local`")
     pipeline_options = PipelineOptions(beam_args)
-    stage = EmbeddingStage(args, pipeline_options, embedding_column="embedding", label_column=args.label_column)
+    stage = EmbeddingStage(args, embedding_column="embedding", label_column=args.label_column)
     integer_labels = stage.read.label_type == "int64"
     config = options.config_from_args(args, integer_labels)
     if stage.read.num_rows is not None:

@@ -24,7 +24,7 @@ import json
 import math
 import posixpath
 import struct
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 import numpy as np

@@ -16,7 +16,6 @@ cheaply into Beam's DoFns.
 from __future__ import annotations
 
 import abc
-import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -75,7 +74,7 @@ class Encoder(abc.ABC):
 _MODEL_CACHE: dict[tuple[str, str], Any] = {}
 
 
-def default_torch_threads(workers_per_machine: int = 1) -> int:
+def default_torch_threads() -> int:
     """Intra-op threads per worker process: one, unless the user asks for more.
 
     Measured on this project's 2-core machine while other jobs shared it
