@@ -91,9 +91,31 @@ def run(argv: Sequence[str] | None = None) -> int:
         if records_rejected is not None:
             records_rejected.abort()
     print(summary.describe())
-    if args.rejected_output:
-        print(f"dpsynth: rejected records (PRIVATE) are listed under {args.rejected_output}")
+    if records_rejected is not None:
+        print(f"dpsynth: {_count_rejections(records_rejected.final_dir)} records rejected before synthesis; "
+              f"rejected records (PRIVATE) are listed under {args.rejected_output}")
+    else:
+        print("dpsynth: records the reader or encoder rejected are counted in the job's metrics "
+              "(dpsynth.read/rejected_*); pass --rejected-output DIR to list them")
     return 0
+
+
+def _count_rejections(directory: str) -> str:
+    """'N (reason: n, ...)' from the published dead-letter files (footers and one column)."""
+    import collections
+
+    import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
+
+    from dpsynth.validation import REJECT_REASON_COLUMN
+
+    reasons: collections.Counter = collections.Counter()
+    for meta in FileSystems.match([join(directory, "rejected-*.parquet")])[0].metadata_list:
+        with FileSystems.open(meta.path) as handle:
+            column = pq.read_table(handle, columns=[REJECT_REASON_COLUMN]).column(0).to_pylist()
+        reasons.update(r.split(":", 1)[0] for r in column)
+    detail = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+    return f"{sum(reasons.values())}" + (f" ({detail})" if detail else "")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ def test_generate_end_to_end(digit_folder, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "synthetic rows" in printed
+    assert "1 records rejected before synthesis (unreadable image: 1)" in printed
     # Only the DP release: no per-record embedding file in the output.
     names = sorted(p.name for p in out.iterdir())
     assert names == ["gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
