@@ -92,7 +92,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             records_rejected.abort()
     print(summary.describe())
     if records_rejected is not None:
-        print(f"dpsynth: {_count_rejections(records_rejected.final_dir)} records rejected before synthesis; "
+        print(f"dpsynth: {_count_rejections(records_rejected.final_dir)}; "
               f"rejected records (PRIVATE) are listed under {args.rejected_output}")
     else:
         print("dpsynth: records the reader or encoder rejected are counted in the job's metrics "
@@ -101,7 +101,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def _count_rejections(directory: str) -> str:
-    """'N (reason: n, ...)' from the published dead-letter files (footers and one column)."""
+    """'N records rejected before synthesis (reason: n, ...)' from the published dead-letter files."""
     import collections
 
     import pyarrow.parquet as pq
@@ -115,7 +115,7 @@ def _count_rejections(directory: str) -> str:
             column = pq.read_table(handle, columns=[REJECT_REASON_COLUMN]).column(0).to_pylist()
         reasons.update(r.split(":", 1)[0] for r in column)
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
-    return f"{sum(reasons.values())}" + (f" ({detail})" if detail else "")
+    return f"{sum(reasons.values())} records rejected before synthesis" + (f" ({detail})" if detail else "")
 
 
 if __name__ == "__main__":
