@@ -99,12 +99,13 @@ def test_embed_precomputed_vectors_pass_through(tmp_path, capsys):
     import pyarrow as pa
 
     src = tmp_path / "vectors.parquet"
-    vectors = [[1.0, 0.0, 2.0], [0.5, 0.5, 0.5], [float("nan"), 1.0, 1.0], [3.0, 2.0, 1.0]]
-    pq.write_table(pa.table({"id": ["a", "b", "c", "d"], "label": [1, 2, 1, None], "vec": vectors}), src)
+    vectors = [[1.0, 0.0, 2.0], [0.5, 0.5, 0.5], [float("nan"), 1.0, 1.0], [3.0, 2.0, 1.0], [1.0, 2.0]]
+    pq.write_table(pa.table({"id": ["a", "b", "c", "d", "e"], "label": [1, 2, 1, None, 2], "vec": vectors}), src)
     out = tmp_path / "out.parquet"
     assert run_guarded(run, ["--input", str(src), "--encoder", "none", "--vector-column", "vec",
                              "--output", str(out)] + BEAM) == 0
-    assert "rejected 2 records" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "rejected 3 records" in printed and "bad vector: 2" in printed and "missing label: 1" in printed
     table = pq.read_table(out).sort_by("id")
     assert table.column("id").to_pylist() == ["a", "b"]
     assert table.column("label").to_pylist() == [1, 2]

@@ -92,6 +92,7 @@ def test_image_folder(tmp_path, digit):
     assert all(r["reason"].startswith("unreadable image") or r["reason"] == "empty image bytes"
                for r in rejected)
     assert counters["rejected"] == 2 and counters["records"] == 4
+    assert counters["skipped_non_image_files"] == 1
 
 
 def test_image_folder_without_images_is_a_user_error(tmp_path):

@@ -153,7 +153,7 @@ def _check_label(label: Any, label_kind: str) -> str | None:
     return None
 
 
-def _check_item(item: Any, modality: str) -> tuple[Any, str | None]:
+def _check_item(item: Any, modality: str, vector_dim: int | None = None) -> tuple[Any, str | None]:
     """(parsed item, None) or (None, rejection reason), per modality."""
     if item is None:
         return None, f"missing {modality}"
@@ -183,6 +183,8 @@ def _check_item(item: Any, modality: str) -> tuple[Any, str | None]:
         return None, "bad vector: empty or not 1-d"
     if not np.all(np.isfinite(vec)):
         return None, "bad vector: non-finite value"
+    if vector_dim is not None and vec.size != vector_dim:
+        return None, f"bad vector: length {vec.size}, expected {vector_dim}"
     return vec, None
 
 
@@ -257,6 +259,14 @@ def _is_image_path(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _keep_image_file(meta: Any) -> bool:
+    """Files without an image extension are not records: skipped, but counted."""
+    if _is_image_path(meta.path):
+        return True
+    Metrics.counter(COUNTER_NAMESPACE, "skipped_non_image_files").inc()
+    return False
+
+
 # --------------------------------------------------------------------------
 # DoFns
 # --------------------------------------------------------------------------
@@ -291,8 +301,8 @@ class _TableToBatchesFn(beam.DoFn):
     """pyarrow.Table (a Parquet row group) -> RecordBatches + rejections."""
 
     def __init__(self, source: str, modality: str, columns: Columns, with_ids: bool, label_kind: str,
-                 batch_size: int):
-        self.source, self.modality, self.columns = source, modality, columns
+                 batch_size: int, vector_dim: int | None = None):
+        self.source, self.modality, self.columns, self.vector_dim = source, modality, columns, vector_dim
         self.with_ids, self.label_kind, self.batch_size = with_ids, label_kind, batch_size
 
     def process(self, table: pa.Table) -> Iterator[Any]:
@@ -305,7 +315,7 @@ class _TableToBatchesFn(beam.DoFn):
             reason = _check_label(label, self.label_kind)
             parsed = None
             if reason is None:
-                parsed, reason = _check_item(item, self.modality)
+                parsed, reason = _check_item(item, self.modality, self.vector_dim)
             if reason is not None:
                 yield builder.reject(position, reason, record_id, None if _is_missing(label) else label)
                 continue
@@ -316,8 +326,9 @@ class _TableToBatchesFn(beam.DoFn):
 class _ReadTextRowsFn(beam.DoFn):
     """A JSONL or CSV file path -> RecordBatches + rejections, one pass, streaming."""
 
-    def __init__(self, fmt: str, modality: str, columns: Columns, with_ids: bool, batch_size: int):
-        self.fmt, self.modality, self.columns = fmt, modality, columns
+    def __init__(self, fmt: str, modality: str, columns: Columns, with_ids: bool, batch_size: int,
+                 vector_dim: int | None = None):
+        self.fmt, self.modality, self.columns, self.vector_dim = fmt, modality, columns, vector_dim
         self.with_ids, self.batch_size = with_ids, batch_size
 
     def _rows(self, path: str) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -360,7 +371,7 @@ class _ReadTextRowsFn(beam.DoFn):
                     item = None
             parsed = None
             if reason is None:
-                parsed, reason = _check_item(item, self.modality)
+                parsed, reason = _check_item(item, self.modality, self.vector_dim)
             if reason is not None:
                 yield builder.reject(position, reason, record_id, None if _is_missing(label) else label)
                 continue
@@ -568,7 +579,7 @@ class ReadRecords(beam.PTransform):
                 | "ImagePattern" >> beam.Create([_image_pattern(self.input_path)])
                 # element: file pattern -> FileMetadata per matching file
                 | "MatchFiles" >> fileio.MatchAll()
-                | "KeepImages" >> beam.Filter(lambda m: _is_image_path(m.path))
+                | "KeepImages" >> beam.Filter(_keep_image_file)
                 | "SpreadFiles" >> beam.Reshuffle()
                 # element: [FileMetadata] of up to batch_size files
                 | "BatchPaths" >> beam.BatchElements(min_batch_size=self.batch_size,
@@ -584,7 +595,7 @@ class ReadRecords(beam.PTransform):
                 | "ReadParquet" >> beam.io.ReadFromParquetBatched(self.input_path, columns=cols)
                 | "TableToBatches" >> beam.ParDo(_TableToBatchesFn(
                     self.input_path, self.modality, self.columns, with_ids, label_kind,
-                    self.batch_size)).with_outputs(REJECTED, main="records"))
+                    self.batch_size, self.vector_dim)).with_outputs(REJECTED, main="records"))
         elif fmt in ("jsonl", "csv"):
             tagged = (
                 p
@@ -595,8 +606,8 @@ class ReadRecords(beam.PTransform):
                 | "SpreadFiles" >> beam.Reshuffle()
                 # element: path -> RecordBatch of strings / vectors
                 | "ParseRows" >> beam.ParDo(_ReadTextRowsFn(
-                    fmt, self.modality, self.columns, self.has_ids, self.batch_size)).with_outputs(
-                        REJECTED, main="records"))
+                    fmt, self.modality, self.columns, self.has_ids, self.batch_size,
+                    self.vector_dim)).with_outputs(REJECTED, main="records"))
         else:  # idx
             records = (
                 p
