@@ -60,6 +60,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     if local:
         raise UserError("generate runs on Beam; for the one-process reference, run `dpsynth embed` "
                         "then `dpsynth synthesize --runner local`")
+    if args.privacy_unit_column:
+        raise UserError("generate does not carry a privacy-unit column through the encoder yet; "
+                        "--privacy-unit-column works with `dpsynth synthesize` on a Parquet input")
     pipeline_options = PipelineOptions(beam_args)
     stage = EmbeddingStage(args, embedding_column="embedding", label_column=args.label_column)
     integer_labels = stage.read.label_type == "int64"

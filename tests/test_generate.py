@@ -66,6 +66,8 @@ def test_generate_user_errors(digit_folder, tmp_path, capsys):
     assert "unknown encoder 'clip-vit'" in capsys.readouterr().err
     assert run_guarded(run, base + ["--encoder", "scatternet", "--runner", "local"]) == 2
     assert "generate runs on Beam" in capsys.readouterr().err
+    assert run_guarded(run, base + ["--encoder", "scatternet", "--privacy-unit-column", "user"] + BEAM) == 2
+    assert "privacy-unit column" in capsys.readouterr().err
     assert run_guarded(run, base[:-2] + ["--delta", "0.01", "--encoder", "scatternet"] + BEAM) == 2
     assert "1/n" in capsys.readouterr().err
     assert run_guarded(run, base[:2] + base[4:] + ["--encoder", "scatternet"]) == 2  # no --output
