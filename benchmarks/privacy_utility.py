@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--epsilons", default=",".join(str(e) for e in EPSILONS))
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--first-rep", type=int, default=0, help="start at this repetition (parallel runs)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--output", default=str(RESULTS / "raw.jsonl"))
     args = p.parse_args(argv)
@@ -119,11 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         data = prepare(name)
         print(f"{name}: train {data['train_x'].shape}, public {len(data['public_y'])}, "
               f"eval {len(data['eval_y'])}", flush=True)
-        for rep in range(args.reps):
+        for rep in range(args.first_rep, args.reps):
             for method in args.methods.split(","):
                 for epsilon in ([None] if method == "nonprivate" else epsilons):
                     key = (name, method, epsilon, rep)
-                    if key in done:
+                    if key in done or key in _done(out):  # re-read: another process may share the file
                         continue
                     t0 = time.time()
                     row = run_method(method, data, epsilon, rep)

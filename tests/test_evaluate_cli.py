@@ -31,7 +31,9 @@ def files(tmp_path):
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     pq.write_table(_table(x[:200], y[:200], int), synth / "synthetic-00000-of-00002.parquet")
     pq.write_table(_table(x[200:], y[200:], int), synth / "synthetic-00001-of-00002.parquet")
-    (synth / "privacy.json").write_text(json.dumps({"epsilon": 1.0, "delta": 1e-5, "config": {"clip_mode": "normalize", "radius": 1.0}}))
+    (synth / "privacy.json").write_text(json.dumps({"target": {"epsilon": 1.0, "delta": 1e-5},
+                                                    "spent": {"epsilon": 0.99, "delta": 1e-5}}))
+    (synth / "gmm.json").write_text(json.dumps({"private": True, "clip_mode": "normalize", "radius": 1.0}))
     xt, yt = _rows(300, 1)
     pq.write_table(_table(xt, yt, int), tmp_path / "test.parquet")
     xr, yr = _rows(300, 2)
@@ -47,10 +49,18 @@ def test_evaluate_writes_json_and_markdown(files, capsys):
     assert result["num_synthetic"] == 400 and result["num_test"] == 300 and result["classes"] == [0, 1]
     # Seeded and well separated (3 sd): deterministic.
     assert result["accuracy_synthetic"] > 0.95 and result["accuracy_real"] > 0.95
-    assert result["privacy"]["epsilon"] == 1.0
+    assert result["privacy"]["target"]["epsilon"] == 1.0 and result["privacy"]["private"] is True
     md = out.with_suffix(".md").read_text()
     assert "non-private ceiling" in md and "DP synthetic rows" in md
+    assert "epsilon 1.0, delta 1e-05, spent epsilon 0.99" in md and "NOT differentially private" not in md
     assert "synthetic-trained MLP" in capsys.readouterr().out
+
+
+def test_a_test_only_synthesis_is_flagged_not_private(files):
+    (files / "synth" / "gmm.json").write_text(json.dumps({"private": False, "warning": "seeded"}))
+    out = files / "e.json"
+    evaluate.run(["--synthetic", str(files / "synth"), "--test", str(files / "test.parquet"), "--output", str(out)])
+    assert "NOT differentially private" in out.with_suffix(".md").read_text()
 
 
 def test_bound_rows_modes():

@@ -58,10 +58,12 @@ def to_markdown(result: EvaluationResult) -> str:
               f"inputs standardised by {c['standardisation']}."]
     if result.privacy:
         p = result.privacy
-        spent = p.get("spent_epsilon")
+        # The core writes {"target": {epsilon, delta}, "spent": {...}}; flat keys are accepted too.
+        target = p.get("target") or p
+        spent = (p.get("spent") or {}).get("epsilon", p.get("spent_epsilon"))
         lines += ["", f"Privacy of the synthetic rows (from their privacy.json): epsilon "
-                  f"{p.get('epsilon', 'n/a')}, delta {p.get('delta', 'n/a')}"
-                  + (f", spent epsilon {spent}" if spent is not None else "") + "."]
+                  f"{target.get('epsilon', 'n/a')}, delta {target.get('delta', 'n/a')}"
+                  + (f", spent epsilon {spent:.4g}" if isinstance(spent, (int, float)) else "") + "."]
         if p.get("private") is False or p.get("disable_noise"):
             lines += ["", "**WARNING: these synthetic rows were made without privacy noise (test setting); "
                       "they are NOT differentially private.**"]
