@@ -28,7 +28,8 @@ RESULTS = Path(__file__).parent / "results"
 # dpsynth settings tried against its defaults (max_clusters=None: k from released counts,
 # rounds=1, spherical covariance, proportional classes).
 METHOD_OPTIONS = ({}, {"covariance": "diagonal"}, {"max_clusters": 1}, {"max_clusters": 5},
-                  {"max_clusters": 20}, {"rounds": 2}, {"class_balance": "balanced"})
+                  {"max_clusters": 20}, {"rounds": 2}, {"class_balance": "balanced"},
+                  {"num_samples_factor": 5})
 CANDIDATES = ({"dim": 32, "whiten": True}, {"dim": 64, "whiten": True}, {"dim": 128, "whiten": True},
               {"dim": 64, "whiten": False}, {"dim": 128, "whiten": False})
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="fmnist-scatternet")
     p.add_argument("--epsilons", default="1,4")
+    p.add_argument("--only", help="a JSON list of method option dicts to run instead of METHOD_OPTIONS")
     p.add_argument("--what", choices=("projection", "method"), default="projection",
                    help="projection: compare public projections with dpsynth's defaults; method: compare "
                         "dpsynth settings under the benchmark's projection")
@@ -57,15 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from benchmarks.privacy_utility import PROJECTIONS
 
-        runs = [(PROJECTIONS[args.dataset], opts) for opts in METHOD_OPTIONS]
+        options = json.loads(args.only) if args.only else METHOD_OPTIONS
+        runs = [(PROJECTIONS[args.dataset], opts) for opts in options]
     for cand, opts in runs:
         # The projection is fitted on A only, so B stays unseen by every step but the score.
         proj = PublicProjection.fit(px[a], min(cand["dim"], px.shape[1]), whiten=cand["whiten"])
         za, zb = proj(px[a]), proj(px[b])
         for eps in (float(e) for e in args.epsilons.split(",")):
             t0 = time.time()
+            settings = {k: v for k, v in opts.items() if k != "num_samples_factor"}
+            settings["num_samples"] = int(opts.get("num_samples_factor", 1) * len(data["train_y"]))
             res = synthesize_arrays(za, py[a], SynthesisConfig(epsilon=eps * scale, delta=1e-5, labels=classes,
-                                                               num_samples=len(data["train_y"]), **opts))
+                                                               **settings))
             clf = train_mlp(res.synthetic_embeddings, np.asarray(res.synthetic_labels).astype(np.int64), seed=0)
             row = {"dataset": args.dataset, **cand, "options": opts, "epsilon_equivalent": eps, "epsilon_run": eps * scale,
                    "n_a": len(a), "n_b": len(b), "accuracy_b": clf.accuracy(zb, py[b]),
