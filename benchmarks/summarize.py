@@ -23,9 +23,14 @@ ANCHOR_FMNIST_EPS3 = 0.897  # Tramer & Boneh 2021, DP-SGD on ScatterNet features
 def load(path: Path) -> dict:
     """{(dataset, method, epsilon): [accuracies]}"""
     cells: dict = defaultdict(list)
+    seen = set()
     for line in path.read_text().splitlines():
         r = json.loads(line)
-        cells[(r["dataset"], r["method"], r["epsilon"])].append(r["accuracy"])
+        key = (r["dataset"], r["method"], r["epsilon"], r["rep"])
+        if key in seen:      # two parallel sweeps may both have run one cell: keep the first
+            continue
+        seen.add(key)
+        cells[key[:3]].append(r["accuracy"])
     return cells
 
 
@@ -89,6 +94,7 @@ def plot(cells: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.ticker
     import matplotlib.pyplot as plt
 
     datasets = [d for d in ("fmnist-scatternet", "fmnist-effnet", "spam-minilm") if any(k[0] == d for k in cells)]
@@ -109,6 +115,9 @@ def plot(cells: dict, path: Path) -> None:
         if d == "fmnist-scatternet":
             ax.scatter([3], [89.7], marker="*", s=120, color="red", zorder=5, label="Tramer & Boneh ε=3")
         ax.set_xscale("log")
+        ticks = sorted({e for (dd, _, e) in cells if dd == d and e is not None})
+        ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("ε (δ = 1e-5)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(d)
