@@ -1,0 +1,111 @@
+"""Command-line options of the synthesis job.
+
+dpsynth's own flags are parsed here; everything else is handed to Beam's
+PipelineOptions untouched (--runner, --direct_running_mode, --project, ...),
+so the same command runs on DirectRunner, Dataflow, Flink or Dask.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from dpsynth.errors import UserError
+from dpsynth.params import CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, SynthesisConfig, parse_label_list
+
+LOCAL_RUNNER = "local"
+
+
+class _UserErrorParser(argparse.ArgumentParser):
+    """argparse that raises UserError (one line, exit 2) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(message)
+
+
+def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return _UserErrorParser(prog=prog, description=description,
+                            epilog="Other options are passed to Apache Beam (e.g. --runner, "
+                                   "--direct_running_mode, --direct_num_workers). --runner local runs the "
+                                   "same algorithm in one process with plain numpy.")
+
+
+def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
+    """The DP synthesis flags shared by `synthesize` and `generate`."""
+    parser.add_argument("--output", required=True, help="output directory (local or gs://); must not exist")
+    parser.add_argument("--epsilon", type=float, required=True, help="total privacy budget epsilon (> 0)")
+    parser.add_argument("--delta", type=float, required=True, help="total delta, in (0, 1); typically < 1/n")
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument("--labels", help="public label set, comma-separated; omitted: DP label discovery")
+    labels.add_argument("--labels-file", help="file with the public label set, one label per line")
+    parser.add_argument("--label-column", default="label", help="label column (int or string)")
+    parser.add_argument("--num-samples", type=int, help="synthetic rows in all (default: about as many as "
+                                                       "the private rows, from the noisy counts)")
+    parser.add_argument("--class-balance", choices=CLASS_BALANCES, default="proportional",
+                        help="split synthetic rows by noisy class counts, or evenly")
+    parser.add_argument("--max-clusters", type=int, help="components per class (default: chosen per class "
+                                                        "from its noisy count and the noise scale, at most 10)")
+    parser.add_argument("--rounds", type=int, default=1, help="DP Lloyd rounds after seeding (default 1)")
+    parser.add_argument("--radius", type=float, default=1.0, help="L2 bound R on every embedding (default 1)")
+    parser.add_argument("--clip-mode", choices=CLIP_MODES, default="normalize",
+                        help="normalize rows onto the R-sphere (default) or clip them into the R-ball")
+    parser.add_argument("--covariance", choices=COVARIANCES, default="spherical",
+                        help="covariance model of each component (default spherical)")
+    parser.add_argument("--privacy-unit-column",
+                        help="column identifying a person: each keeps one record (user-level DP)")
+    parser.add_argument("--allow-large-delta", action="store_true",
+                        help="accept delta >= 1/n (refused by default)")
+    parser.add_argument("--rejected-output", help="write malformed rows (PRIVATE data) to this directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+
+
+def read_labels(args: argparse.Namespace, labels_are_integers: bool) -> Optional[tuple]:
+    if args.labels is not None:
+        return parse_label_list(args.labels, labels_are_integers)
+    if args.labels_file is not None:
+        try:
+            text = Path(args.labels_file).read_text()
+        except OSError as exc:
+            raise UserError(f"cannot read --labels-file: {exc.strerror}: {args.labels_file}") from None
+        return parse_label_list(",".join(line.strip() for line in text.splitlines()), labels_are_integers)
+    return None
+
+
+def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False) -> SynthesisConfig:
+    config = SynthesisConfig(
+        epsilon=args.epsilon, delta=args.delta, labels=read_labels(args, labels_are_integers),
+        radius=args.radius, clip_mode=args.clip_mode, max_clusters=args.max_clusters, rounds=args.rounds,
+        covariance=args.covariance, num_samples=args.num_samples, class_balance=args.class_balance,
+        privacy_unit_column=args.privacy_unit_column, allow_large_delta=args.allow_large_delta)
+    if config.epsilon > LARGE_EPSILON:
+        logging.getLogger("dpsynth").warning(
+            "epsilon=%g is above %g: the privacy guarantee is weak", config.epsilon, LARGE_EPSILON)
+        print(f"dpsynth: warning: epsilon={config.epsilon:g} is above {LARGE_EPSILON:g}; "
+              "the privacy guarantee is weak", file=sys.stderr)
+    return config
+
+
+def check_delta(config: SynthesisConfig, num_rows: int) -> None:
+    """Refuse delta >= 1/n: such a delta allows publishing one record in the clear."""
+    if num_rows and config.delta >= 1.0 / num_rows and not config.allow_large_delta:
+        raise UserError(f"--delta {config.delta:g} is at or above 1/n for n = {num_rows} input rows; "
+                        "choose a smaller delta or pass --allow-large-delta")
+
+
+def split_runner(beam_args: Sequence[str]) -> tuple[bool, list[str]]:
+    """(True, rest) when the user asked for the one-process local reference."""
+    rest, local = [], False
+    args = list(beam_args)
+    i = 0
+    while i < len(args):
+        if args[i] == "--runner" and i + 1 < len(args) and args[i + 1].lower() == LOCAL_RUNNER:
+            local, i = True, i + 2
+            continue
+        if args[i].lower() == f"--runner={LOCAL_RUNNER}":
+            local, i = True, i + 1
+            continue
+        rest.append(args[i])
+        i += 1
+    return local, rest

@@ -1,0 +1,97 @@
+"""Assembly of the synthesis pipeline graph.
+
+The T Lloyd rounds are unrolled while the graph is built: pass i+1 reads the
+state released by pass i as a side input. Every pass re-reads the validated
+batches; nothing but released values crosses from one pass to the next.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import apache_beam as beam
+import pyarrow as pa
+
+from dpsynth import algorithm
+from dpsynth.calibration import ReleasePlan
+from dpsynth.params import SynthesisConfig
+from dpsynth.validation import REJECT_REASON_COLUMN
+from transforms.labels import DiscoverLabels
+from transforms.release import ReleasePass
+from transforms.sample import SampleSynthetic, mixture_json, synthetic_schema, write_json
+from transforms.validate import DIAGNOSTICS_TAG, REJECTED_TAG, SumCountsFn, ValidateAndBoundFn
+
+SYNTHETIC_PREFIX = "synthetic"
+SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPaths:
+    """Where the pipeline writes (all inside staging directories)."""
+
+    synthetic_prefix: str
+    gmm_json: str
+    diagnostics_json: str
+    rejected_prefix: Optional[str]
+
+
+def pass_names(config: SynthesisConfig) -> list[str]:
+    return ["class", "seed"] + [f"round{t}" for t in range(1, config.rounds)] + ["final"]
+
+
+def rejected_schema(input_schema: pa.Schema) -> pa.Schema:
+    return input_schema.append(pa.field(REJECT_REASON_COLUMN, pa.string()))
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Rejected rows in the dead-letter schema; a column that cannot be cast is nulled, the row kept."""
+    columns = []
+    for field in schema:
+        column = table.column(field.name) if field.name in table.column_names else pa.nulls(table.num_rows)
+        try:
+            columns.append(column.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def build_synthesis(tables: beam.PCollection, config: SynthesisConfig, plan: ReleasePlan, *,
+                    embedding_column: str, label_column: str, label_type: pa.DataType,
+                    input_schema: Optional[pa.Schema], paths: JobPaths) -> None:
+    """Attach the whole DP synthesis to a PCollection[pa.Table] of private rows."""
+    pipeline = tables.pipeline
+    if config.labels is not None:
+        # (label, ...): the public label set, one element
+        labels = pipeline | "PublicLabels" >> beam.Create([tuple(config.labels)])
+    else:
+        labels = tables | "DiscoverLabels" >> DiscoverLabels(label_column, plan, config)
+    # ValidBatch (main), rejected pa.Table, {counter: n}
+    validated = tables | "ValidateAndBound" >> beam.ParDo(
+        ValidateAndBoundFn(embedding_column, label_column, plan.dimension, config.radius, config.clip_mode),
+        labels=beam.pvalue.AsSingleton(labels)).with_outputs(REJECTED_TAG, DIAGNOSTICS_TAG, main="valid")
+    batches = validated.valid
+    # RunState: released facts so far and the next pass's partition of each class
+    state = labels | "InitialState" >> beam.Map(algorithm.initial_state, plan=plan)
+    for name in pass_names(config):
+        # A fusion break per pass: without it Beam's FnApiRunner fuses the
+        # passes' readers of `batches` into one stage whose side inputs depend
+        # on that same stage, and stalls ("watermark-pending bundles").
+        reread = batches | f"Reread[{name}]" >> beam.Reshuffle()
+        state = reread | f"Pass[{name}]" >> ReleasePass(state, plan, config)
+    # gmm.json: the released mixture
+    _ = (state | "MixtureJson" >> beam.Map(mixture_json)
+         | "WriteMixture" >> beam.Map(write_json, paths.gmm_json))
+    # pa.Table chunks of synthetic rows -> synthetic-SSSSS-of-NNNNN.parquet
+    _ = (state | "Sample" >> SampleSynthetic(config.num_samples, config.class_balance, label_type,
+                                              config.noise_seed)
+         | "WriteSynthetic" >> beam.io.WriteToParquetBatched(
+             paths.synthetic_prefix, synthetic_schema(label_type), file_name_suffix=".parquet",
+             shard_name_template=SHARD_TEMPLATE))
+    # {counter: n} exact diagnostics for the data owner's report
+    _ = (validated[DIAGNOSTICS_TAG] | "SumDiagnostics" >> beam.CombineGlobally(SumCountsFn())
+         | "WriteDiagnostics" >> beam.Map(write_json, paths.diagnostics_json))
+    if paths.rejected_prefix is not None and input_schema is not None:
+        schema = rejected_schema(input_schema)
+        _ = (validated[REJECTED_TAG] | "ConformRejected" >> beam.Map(conform, schema)
+             | "WriteRejected" >> beam.io.WriteToParquetBatched(
+                 paths.rejected_prefix, schema, file_name_suffix=".parquet", shard_name_template=SHARD_TEMPLATE))

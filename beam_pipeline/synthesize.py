@@ -1,0 +1,203 @@
+"""`dpsynth synthesize`: DP synthetic embeddings from a Parquet file of embeddings.
+
+Usage:
+  dpsynth synthesize --input PATH --output DIR --epsilon E --delta D [--labels a,b,c] [beam options]
+  python -m beam_pipeline.synthesize ...   (the same program)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from typing import Callable, Optional, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from dpsynth.accounting import PrivacyLedger
+from dpsynth.calibration import plan_releases
+from dpsynth.errors import UserError
+from dpsynth.gmm import ReleasedMixture
+from dpsynth.local import synthesize_tables
+from dpsynth.params import SynthesisConfig
+from dpsynth.report import render_report
+from beam_pipeline import inputs, options
+from beam_pipeline.outputs import StagedOutput
+from beam_pipeline.pipeline import (SHARD_TEMPLATE, SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform,
+                                    rejected_schema)
+from transforms.sample import synthetic_schema, write_json
+
+LOG = logging.getLogger("dpsynth")
+DIAGNOSTICS_FILE = "_diagnostics.json"
+
+
+@dataclasses.dataclass
+class JobSummary:
+    output_dir: str
+    files: dict[str, str]
+    ledger: PrivacyLedger
+    mixture: ReleasedMixture
+    rows_per_class: list[int]
+    diagnostics: dict[str, int]
+
+    def describe(self) -> str:
+        spent = self.ledger.to_json()["spent"]["epsilon"]
+        spent_text = "NOT PRIVATE (test-only switch)" if spent is None else f"epsilon {spent:.4f}"
+        return (f"dpsynth: wrote {sum(self.rows_per_class)} synthetic rows for "
+                f"{sum(1 for c in self.mixture.classes if c.num_components)} of {len(self.mixture.classes)} "
+                f"classes to {self.output_dir} ({spent_text}, delta {self.ledger.target_delta:g})")
+
+
+def _read_json(path: str, default=None):
+    if not FileSystems.exists(path):
+        return default
+    with FileSystems.open(path) as handle:
+        return json.loads(handle.read().decode())
+
+
+def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: PrivacyLedger,
+              config: SynthesisConfig) -> JobSummary:
+    """Write privacy.json and report.md beside the pipeline's files, then publish atomically."""
+    mixture = ReleasedMixture.from_json(_read_json(staging.path("gmm.json")))
+    diagnostics = _read_json(staging.path(DIAGNOSTICS_FILE), {}) or {}
+    rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
+    write_json(ledger.to_json(), staging.path("privacy.json"))
+    synthetic = sorted(m.path for m in FileSystems.match([staging.path(SYNTHETIC_PREFIX + "-*.parquet")])[0]
+                       .metadata_list)
+    final = staging.final_dir
+    files = {"synthetic rows": FileSystems.join(final, f"{SYNTHETIC_PREFIX}-*.parquet")
+             + f" ({len(synthetic)} file{'s' if len(synthetic) != 1 else ''})",
+             "released mixture": FileSystems.join(final, "gmm.json"),
+             "privacy ledger": FileSystems.join(final, "privacy.json"),
+             "this report": FileSystems.join(final, "report.md")}
+    report = render_report(mixture, ledger, rows_per_class, files, diagnostics,
+                           rejected.final_dir if rejected else None)
+    with FileSystems.create(staging.path("report.md")) as handle:
+        handle.write(report.encode())
+    FileSystems.delete([staging.path(DIAGNOSTICS_FILE)]) if FileSystems.exists(
+        staging.path(DIAGNOSTICS_FILE)) else None
+    if rejected is not None:
+        rejected.publish()
+    staging.publish()
+    return JobSummary(final, files, ledger, mixture, rows_per_class, diagnostics)
+
+
+def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], config: SynthesisConfig,
+                      output_dir: str, pipeline_options: PipelineOptions, *, dimension: int,
+                      label_type: pa.DataType, embedding_column: str = "embedding", label_column: str = "label",
+                      input_schema: Optional[pa.Schema] = None, rejected_output: Optional[str] = None,
+                      overwrite: bool = False) -> JobSummary:
+    """Build, run and publish the DP synthesis pipeline.
+
+    read_tables(pipeline) must return a PCollection of pyarrow Tables with the
+    embedding column (list of numbers, `dimension` long) and the label column
+    (of `label_type`). dimension and label_type are public facts (the
+    encoder's output size, the label column's type) needed before any row is
+    read. Raises UserError (e.g. a budget that cannot be met) before any work.
+    """
+    plan = plan_releases(config, dimension, discover_labels=config.labels is None)
+    staging = StagedOutput(output_dir, overwrite)
+    rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+    try:
+        paths = JobPaths(synthetic_prefix=staging.path(SYNTHETIC_PREFIX), gmm_json=staging.path("gmm.json"),
+                         diagnostics_json=staging.path(DIAGNOSTICS_FILE),
+                         rejected_prefix=rejected.path("rejected") if rejected else None)
+        if input_schema is None:
+            input_schema = pa.schema([(embedding_column, pa.list_(pa.float32())), (label_column, label_type)])
+        pipeline = beam.Pipeline(options=pipeline_options)
+        tables = read_tables(pipeline)
+        build_synthesis(tables, config, plan, embedding_column=embedding_column, label_column=label_column,
+                        label_type=label_type, input_schema=input_schema, paths=paths)
+        result = pipeline.run()
+        result.wait_until_finish()
+        return _finalize(staging, rejected, plan.ledger, config)
+    finally:
+        staging.abort()
+        if rejected is not None:
+            rejected.abort()
+
+
+def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, output_dir: str, *,
+                  embedding_column: str, label_column: str, rejected_output: Optional[str] = None,
+                  overwrite: bool = False) -> JobSummary:
+    """The same job in one process with plain numpy (`--runner local`): the reference."""
+    columns = [embedding_column, label_column]
+    tables = []
+    for path in input_info.files:
+        with FileSystems.open(path) as handle:
+            tables.append(pq.read_table(handle, columns=columns))
+    result = synthesize_tables(tables, config, embedding_column, label_column, input_info.dimension)
+    staging = StagedOutput(output_dir, overwrite)
+    rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+    try:
+        write_json(result.mixture.to_json(), staging.path("gmm.json"))
+        label_type = input_info.label_type
+        synthetic = pa.table({"label": pa.array(result.synthetic_labels.tolist(), label_type),
+                              "embedding": pa.array(list(result.synthetic_embeddings), pa.list_(pa.float32())),
+                              "component": pa.array(result.synthetic_components, pa.int32())},
+                             schema=synthetic_schema(label_type))
+        with FileSystems.create(staging.path(f"{SYNTHETIC_PREFIX}-00000-of-00001.parquet")) as handle:
+            pq.write_table(synthetic, handle)
+        diagnostics = {f"rejected_{k}": v for k, v in result.reject_counts.items()}
+        diagnostics.update(rows_read=sum(t.num_rows for t in tables), rows_clipped=result.clipped_rows,
+                           rows_valid=sum(t.num_rows for t in tables) - sum(result.reject_counts.values()))
+        write_json(diagnostics, staging.path(DIAGNOSTICS_FILE))
+        if rejected is not None:
+            # Re-validation gives the rejected rows themselves (the reference keeps only counts).
+            _write_local_rejected(tables, result, config, input_info, embedding_column, label_column,
+                                  rejected.path(f"rejected-00000-of-00001.parquet"))
+        return _finalize(staging, rejected, result.ledger, config)
+    finally:
+        staging.abort()
+        if rejected is not None:
+            rejected.abort()
+
+
+def _write_local_rejected(tables, result, config, input_info, embedding_column, label_column, path) -> None:
+    from dpsynth.validation import InputSpec, validate_table
+    labels = tuple(c.label for c in result.mixture.classes)
+    spec = InputSpec(embedding_column, label_column, input_info.dimension, labels, config.radius, config.clip_mode)
+    schema = rejected_schema(pa.schema([input_info.schema.field(embedding_column),
+                                        input_info.schema.field(label_column)]))
+    parts = [conform(r.rejected, schema) for r in (validate_table(t, spec) for t in tables) if r.rejected is not None]
+    with FileSystems.create(path) as handle:
+        pq.write_table(pa.concat_tables(parts) if parts else schema.empty_table(), handle)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = options.make_parser("dpsynth synthesize", __doc__.splitlines()[0])
+    parser.add_argument("--input", required=True, help="Parquet file, glob or gs:// path")
+    parser.add_argument("--embedding-column", default="embedding", help="embedding column (list of floats)")
+    parser.add_argument("--dimension", type=int, help="embedding size (default: from the schema or first row)")
+    options.add_synthesis_arguments(parser)
+    args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    local, beam_args = options.split_runner(beam_args)
+    extra = (args.privacy_unit_column,) if args.privacy_unit_column else ()
+    info = inputs.inspect_parquet(args.input, args.embedding_column, args.label_column, extra, args.dimension)
+    config = options.config_from_args(args, info.labels_are_integers)
+    options.check_delta(config, info.num_rows)
+    if local:
+        summary = run_local_job(info, config, args.output, embedding_column=args.embedding_column,
+                                label_column=args.label_column, rejected_output=args.rejected_output,
+                                overwrite=args.overwrite)
+    else:
+        columns = [args.embedding_column, args.label_column, *extra]
+        schema = pa.schema([info.schema.field(c) for c in columns])
+        summary = run_synthesis_job(
+            lambda p: p | "ReadParquet" >> beam.io.ReadFromParquetBatched(args.input, columns=columns),
+            config, args.output, PipelineOptions(beam_args), dimension=info.dimension,
+            label_type=info.label_type, embedding_column=args.embedding_column, label_column=args.label_column,
+            input_schema=schema, rejected_output=args.rejected_output, overwrite=args.overwrite)
+    print(summary.describe())
+    return 0
+
+
+if __name__ == "__main__":
+    from beam_pipeline.cli import run_guarded
+
+    logging.basicConfig(level=logging.WARNING)
+    sys.exit(run_guarded(run, sys.argv[1:]))

@@ -1,0 +1,144 @@
+"""The sequence of DP passes, as pure functions shared by Beam and the local reference.
+
+A run is 2 + T passes over the private rows: the class pass (noisy count and
+sum per class), the seeding pass (noisy count and sum per SimHash bucket), and
+T Lloyd rounds (noisy count and sum per nearest centre; the last one also
+releases second moments when the covariance model needs them, and *is* the
+mixture). Between passes only released values are used. Each pass is
+described by a PassSpec; `advance` turns one pass's release into the next
+pass's spec, so that a pipeline runner only has to aggregate, add noise, and
+call `advance`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import numpy as np
+
+from dpsynth import clustering, gmm
+from dpsynth.calibration import PassNoise, ReleasePlan, needs_second_moment
+from dpsynth.clustering import ClassSummary, NearestCentre, Partitioner, SecondMoment, Stats, WholeClass
+from dpsynth.noise import NoiseSource, release_gaussian
+from dpsynth.params import SynthesisConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class PassSpec:
+    """What one pass aggregates per class, and the noise on its release."""
+
+    index: int
+    name: str
+    partitioners: dict[int, Partitioner]  # classes absent here release nothing
+    noise: PassNoise
+    second_moment: SecondMoment = None
+    second_sigma: Optional[float] = None
+    second_grid: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunState:
+    """Released facts so far, and the next pass to run (None once the mixture is fit)."""
+
+    labels: tuple[Any, ...]
+    summaries: dict[int, ClassSummary]
+    notes: dict[int, str]
+    next_pass: Optional[PassSpec]
+    mixture: Optional[gmm.ReleasedMixture] = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+def num_passes(config: SynthesisConfig) -> int:
+    return 2 + config.rounds
+
+
+def initial_state(labels: tuple[Any, ...], plan: ReleasePlan) -> RunState:
+    spec = PassSpec(0, "class", {c: WholeClass() for c in range(len(labels))}, plan.class_pass)
+    return RunState(labels, {}, {}, spec)
+
+
+def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, dimension: int,
+                        source: NoiseSource) -> Stats:
+    """Noise, once, on one class's combined stats; a class with no rows gets noise too."""
+    num_keys = spec.partitioners[class_id].num_keys
+    if exact is None:
+        exact = Stats.zeros(num_keys, dimension, spec.second_moment)
+    stream = (spec.name, class_id)
+    noise = spec.noise
+    released = Stats(release_gaussian(exact.count, noise.count_sigma, noise.count_grid, source, stream + ("count",)),
+                     release_gaussian(exact.total, noise.sum_sigma, noise.sum_grid, source, stream + ("sum",)))
+    if spec.second_moment is not None:
+        released.second = release_gaussian(exact.second, spec.second_sigma, spec.second_grid, source,
+                                           stream + ("second",))
+    return released
+
+
+def release_pass(exact: dict[int, Stats], spec: PassSpec, dimension: int, source: NoiseSource
+                 ) -> dict[int, Stats]:
+    return {c: release_class_stats(c, exact.get(c), spec, dimension, source) for c in spec.partitioners}
+
+
+def _round_spec(index: int, centres: dict[int, np.ndarray], plan: ReleasePlan, config: SynthesisConfig
+                ) -> PassSpec:
+    round_number = index - 1  # passes 0 and 1 are class and seed
+    noise = plan.round_passes[round_number - 1]
+    partitioners = {c: NearestCentre(v) for c, v in centres.items()}
+    if round_number < config.rounds:
+        return PassSpec(index, f"round{round_number}", partitioners, noise)
+    second: SecondMoment = None
+    if needs_second_moment(config):
+        second = "diagonal" if config.covariance == "diagonal" else "scalar"
+    return PassSpec(index, "final", partitioners, noise, second, plan.second_moment_sigma, plan.second_moment_grid)
+
+
+def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, config: SynthesisConfig
+            ) -> RunState:
+    """Post-process one pass's release into the next pass (or the mixture)."""
+    spec = state.next_pass
+    assert spec is not None, "the run is already finished"
+    notes = dict(state.notes)
+    if spec.index == 0:
+        summaries = clustering.class_summaries(
+            released, state.num_classes, plan.radius, config.clip_mode, plan.class_pass.sum_sigma,
+            plan.final_pass.sum_sigma, plan.final_pass.count_sigma, config.max_clusters)
+        for c, summary in summaries.items():
+            if summary.num_clusters == 0:
+                notes[c] = (f"noisy count {summary.noisy_count:.0f} is below the "
+                            f"{clustering.min_rows_to_keep(plan.final_pass.count_sigma):.0f} rows needed to fit")
+        partitioners = clustering.seed_partitioners(summaries, plan.seed_pass.count_sigma, plan.dimension)
+        return RunState(state.labels, summaries, notes, PassSpec(1, "seed", partitioners, plan.seed_pass))
+    if spec.index == 1:
+        centres = clustering.seed_centres(released, state.summaries, plan.radius, plan.seed_pass.count_sigma)
+        return RunState(state.labels, state.summaries, notes, _round_spec(2, centres, plan, config))
+    if spec.name != "final":
+        centres = clustering.update_centres(released, plan.radius, spec.noise.count_sigma)
+        for c in spec.partitioners:
+            if c not in centres:
+                notes[c] = f"every cluster fell below the noise in {spec.name}"
+        return RunState(state.labels, state.summaries, notes, _round_spec(spec.index + 1, centres, plan, config))
+    mixture = gmm.fit_mixture(
+        released, list(state.labels), notes, dimension=plan.dimension, radius=plan.radius,
+        clip_mode=config.clip_mode, covariance=config.covariance, count_sigma=spec.noise.count_sigma,
+        sum_sigma=spec.noise.sum_sigma,
+        noisy_class_counts={c: s.noisy_count for c, s in state.summaries.items()}, private=config.is_private)
+    return RunState(state.labels, state.summaries, notes, None, mixture)
+
+
+def select_labels(exact_counts: dict[Any, int], plan: ReleasePlan, source: NoiseSource) -> tuple[Any, ...]:
+    """DP label discovery: labels whose noisy count clears the threshold, sorted.
+
+    Only used when the user gives no public label set. Each record holds one
+    label, so the counts have L2 sensitivity 1; a label held by one record
+    alone clears the threshold with probability at most the planned delta share.
+    """
+    assert plan.label_sigma is not None and plan.label_threshold is not None
+    kept = []
+    for label, count in exact_counts.items():
+        noisy = release_gaussian(np.array([float(count)]), plan.label_sigma, plan.class_pass.count_grid,
+                                 source, ("labels", str(label)))[0]
+        if noisy > plan.label_threshold:
+            kept.append(label)
+    return tuple(sorted(kept))

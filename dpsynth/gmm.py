@@ -1,0 +1,174 @@
+"""The released Gaussian mixture: fitted from noisy final-pass stats, then sampled.
+
+Everything here is post-processing of released aggregates, so it may run
+anywhere (driver or worker) and be shown to anyone.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from dpsynth.clustering import Stats, corrected_sq_norm, min_rows_to_keep, noisy_means
+
+# Variances are floored at this fraction of R^2 / d (a "small positive value").
+VARIANCE_FLOOR = 1e-4
+# A diagonal variance is floored at this fraction of its component's mean variance,
+# so that a coordinate whose noisy second moment came out tiny cannot collapse.
+DIAGONAL_FLOOR_FRACTION = 0.05
+# Rows per sampling shard: bounds a worker's memory whatever num_samples is.
+SAMPLE_CHUNK_ROWS = 65536
+
+
+@dataclasses.dataclass
+class ClassMixture:
+    """One class's released mixture; no components when it could not be fitted."""
+
+    label: Any
+    noisy_count: float
+    weights: np.ndarray  # [K]
+    means: np.ndarray  # [K, d]
+    variances: np.ndarray  # [K] spherical or [K, d] diagonal
+    note: str = ""
+
+    @property
+    def num_components(self) -> int:
+        return len(self.weights)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": _json_label(self.label), "noisy_count": self.noisy_count,
+                "num_components": self.num_components, "note": self.note,
+                "weights": self.weights.tolist(), "means": self.means.tolist(),
+                "variances": self.variances.tolist()}
+
+
+@dataclasses.dataclass
+class ReleasedMixture:
+    """Per-class mixtures plus the public facts needed to sample from them."""
+
+    classes: list[ClassMixture]
+    dimension: int
+    radius: float
+    clip_mode: str
+    covariance: str
+    private: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"private": self.private,
+                "warning": None if self.private else
+                "NOT PRIVATE: made with a test-only switch (fixed noise seed or noise disabled)",
+                "dimension": self.dimension, "radius": self.radius, "clip_mode": self.clip_mode,
+                "covariance": self.covariance, "classes": [c.to_json() for c in self.classes]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ReleasedMixture":
+        d = int(data["dimension"])
+        classes = []
+        for c in data["classes"]:
+            k = int(c["num_components"])
+            var_shape = (k, d) if data["covariance"] == "diagonal" else (k,)
+            classes.append(ClassMixture(c["label"], float(c["noisy_count"]),
+                                        np.asarray(c["weights"], dtype=np.float64).reshape(k),
+                                        np.asarray(c["means"], dtype=np.float64).reshape(k, d),
+                                        np.asarray(c["variances"], dtype=np.float64).reshape(var_shape),
+                                        c.get("note", "")))
+        return cls(classes, d, float(data["radius"]), data["clip_mode"], data["covariance"],
+                   bool(data["private"]))
+
+    # -- sampling --------------------------------------------------------------
+
+    def samples_per_class(self, num_samples: Optional[int], class_balance: str) -> list[int]:
+        """Rows per class; classes without components get none (largest-remainder rounding)."""
+        fitted = np.array([c.num_components > 0 for c in self.classes])
+        counts = np.array([max(c.noisy_count, 0.0) for c in self.classes]) * fitted
+        if num_samples is None:
+            num_samples = int(round(counts.sum()))
+        if not fitted.any() or num_samples == 0:
+            return [0] * len(self.classes)
+        shares = counts if class_balance == "proportional" and counts.sum() > 0 else fitted.astype(float)
+        exact = num_samples * shares / shares.sum()
+        out = np.floor(exact).astype(int)
+        remainder = num_samples - out.sum()
+        out[np.argsort(-(exact - out), kind="stable")[:remainder]] += 1
+        return out.tolist()
+
+    def sample_class(self, class_index: int, num_rows: int, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """num_rows draws from one class: (embeddings float32 [n, d], component int32 [n])."""
+        mixture = self.classes[class_index]
+        weights = mixture.weights / mixture.weights.sum()
+        component = rng.choice(mixture.num_components, size=num_rows, p=weights)
+        std = np.sqrt(mixture.variances[component])
+        if std.ndim == 1:
+            std = std[:, None]
+        X = mixture.means[component] + std * rng.standard_normal((num_rows, self.dimension))
+        if self.clip_mode == "normalize":
+            X *= self.radius / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-300)
+        else:
+            norms = np.linalg.norm(X, axis=1, keepdims=True)
+            X *= np.minimum(1.0, self.radius / np.maximum(norms, 1e-300))
+        return X.astype(np.float32), component.astype(np.int32)
+
+
+def sampling_chunks(rows_per_class: list[int]) -> Iterator[tuple[int, int, int]]:
+    """(class_index, chunk_index, rows) work items of at most SAMPLE_CHUNK_ROWS rows."""
+    for class_index, total in enumerate(rows_per_class):
+        for chunk_index, start in enumerate(range(0, total, SAMPLE_CHUNK_ROWS)):
+            yield class_index, chunk_index, min(SAMPLE_CHUNK_ROWS, total - start)
+
+
+def sampling_rng(noise_seed: Optional[int], class_index: int, chunk_index: int) -> np.random.Generator:
+    """Sampling is post-processing: any generator is private; a seed makes tests repeatable."""
+    if noise_seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng([noise_seed, class_index, chunk_index, 7])
+
+
+def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str], *, dimension: int,
+                radius: float, clip_mode: str, covariance: str, count_sigma: float, sum_sigma: float,
+                noisy_class_counts: dict[int, float], private: bool) -> ReleasedMixture:
+    """Weights from noisy counts, means from noisy sums, variances from noisy moments."""
+    floor = VARIANCE_FLOOR * radius**2 / dimension
+    keep = min_rows_to_keep(count_sigma)
+    classes = []
+    for class_id, label in enumerate(labels):
+        stats = final.get(class_id)
+        empty = ClassMixture(label, noisy_class_counts.get(class_id, 0.0), np.zeros(0),
+                             np.zeros((0, dimension)),
+                             np.zeros((0, dimension)) if covariance == "diagonal" else np.zeros(0),
+                             notes.get(class_id) or "no component survived the noise")
+        if stats is None:
+            classes.append(empty)
+            continue
+        alive = stats.count >= keep
+        if not alive.any():
+            classes.append(empty)
+            continue
+        kept = Stats(stats.count[alive], stats.total[alive],
+                     None if stats.second is None else stats.second[alive])
+        n = kept.count
+        means = noisy_means(kept, radius)
+        sq_mean_norm = corrected_sq_norm(kept, sum_sigma)
+        if kept.second is None:  # on the sphere: E||x - mu||^2 = R^2 - ||mu||^2
+            mean_sq_norm = np.full(len(n), radius**2)
+        elif kept.second.ndim == 1:
+            mean_sq_norm = np.clip(kept.second / n, 0.0, radius**2)
+        else:
+            mean_sq_norm = np.clip(kept.second.sum(axis=1) / n, 0.0, radius**2)
+        spherical = np.maximum((mean_sq_norm - np.minimum(sq_mean_norm, mean_sq_norm)) / dimension, floor)
+        if covariance == "diagonal":
+            raw_mean = kept.total / n[:, None]
+            per_coord = kept.second / n[:, None] - raw_mean**2 + sum_sigma**2 / n[:, None] ** 2
+            variances = np.maximum(per_coord, DIAGONAL_FLOOR_FRACTION * spherical[:, None])
+        else:
+            variances = spherical
+        classes.append(ClassMixture(label, noisy_class_counts.get(class_id, float(n.sum())), n / n.sum(),
+                                    means, variances, notes.get(class_id, "")))
+    return ReleasedMixture(classes, dimension, radius, clip_mode, covariance, private)
+
+
+def _json_label(label: Any) -> Any:
+    if isinstance(label, np.generic):
+        return label.item()
+    return label

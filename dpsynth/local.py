@@ -1,0 +1,109 @@
+"""The local reference: the whole method in one process with plain numpy.
+
+It calls exactly the functions the Beam transforms call (validation, partial
+stats, release, advance, sampling), so with noise switched off the two must
+agree on every released statistic; tests and benchmarks lean on that.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from dpsynth import algorithm, clustering, gmm
+from dpsynth.accounting import PrivacyLedger
+from dpsynth.calibration import ReleasePlan, plan_releases
+from dpsynth.errors import UserError
+from dpsynth.noise import noise_source
+from dpsynth.params import SynthesisConfig
+from dpsynth.validation import InputSpec, ValidBatch, check_schema, infer_dimension, validate_table
+
+
+@dataclasses.dataclass
+class LocalResult:
+    synthetic_embeddings: np.ndarray  # [m, d] float32
+    synthetic_labels: np.ndarray  # [m], the label values
+    synthetic_components: np.ndarray  # [m] int32
+    mixture: gmm.ReleasedMixture
+    ledger: PrivacyLedger
+    reject_counts: dict[str, int]
+    clipped_rows: int
+
+
+def synthesize_arrays(embeddings: np.ndarray, labels: Sequence[Any] | np.ndarray,
+                      config: SynthesisConfig) -> LocalResult:
+    """DP synthetic embeddings from in-memory arrays (the library entry point)."""
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2:
+        raise UserError(f"embeddings must be a 2-d array, got shape {embeddings.shape}")
+    label_array = pa.array(np.asarray(labels).tolist())
+    table = pa.table({"embedding": pa.FixedSizeListArray.from_arrays(
+        pa.array(embeddings.astype(np.float64).ravel()), embeddings.shape[1]), "label": label_array})
+    return synthesize_tables([table], config)
+
+
+def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embedding_column: str = "embedding",
+                      label_column: str = "label", dimension: Optional[int] = None) -> LocalResult:
+    tables = [t for t in tables]
+    if not tables or sum(t.num_rows for t in tables) == 0:
+        raise UserError("the input holds no rows")
+    check_schema(tables[0].schema, embedding_column, label_column)
+    if dimension is None:
+        dimension = next((d for d in (infer_dimension(t, embedding_column) for t in tables) if d), None)
+    if not dimension:
+        raise UserError(f"column {embedding_column!r} holds no embedding to take the dimension from")
+    source = noise_source(config.noise_seed, config.disable_noise)
+    plan = plan_releases(config, dimension, discover_labels=config.labels is None)
+    labels = config.labels
+    if labels is None:
+        counts: collections.Counter = collections.Counter()
+        for t in tables:
+            counts.update(v for v in t.column(label_column).to_pylist() if v is not None)
+        labels = algorithm.select_labels(dict(counts), plan, source)
+    spec = InputSpec(embedding_column, label_column, dimension, tuple(labels), config.radius, config.clip_mode)
+    batches: list[ValidBatch] = []
+    rejects: collections.Counter = collections.Counter()
+    clipped = 0
+    for t in tables:
+        result = validate_table(t, spec)
+        batches.append(result.valid)
+        rejects.update(result.reason_counts)
+        clipped += result.clipped
+    mixture = fit_local(batches, spec.labels, plan, config, source)
+    X, y, component = sample_local(mixture, config)
+    return LocalResult(X, y, component, mixture, plan.ledger, dict(rejects), clipped)
+
+
+def fit_local(batches: list[ValidBatch], labels: tuple[Any, ...], plan: ReleasePlan, config: SynthesisConfig,
+              source) -> gmm.ReleasedMixture:
+    state = algorithm.initial_state(labels, plan)
+    while state.next_pass is not None:
+        spec = state.next_pass
+        exact: dict[int, clustering.Stats] = {}
+        for batch in batches:
+            for class_id, stats in clustering.partial_stats(batch.class_ids, batch.embeddings, spec.partitioners,
+                                                            spec.second_moment).items():
+                exact[class_id] = exact[class_id].add(stats) if class_id in exact else stats
+        released = algorithm.release_pass(exact, spec, plan.dimension, source)
+        state = algorithm.advance(state, released, plan, config)
+    assert state.mixture is not None
+    return state.mixture
+
+
+def sample_local(mixture: gmm.ReleasedMixture, config: SynthesisConfig
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
+    parts_X, parts_y, parts_c = [np.zeros((0, mixture.dimension), np.float32)], [], [np.zeros(0, np.int32)]
+    for class_index, chunk_index, rows in gmm.sampling_chunks(rows_per_class):
+        X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(config.noise_seed, class_index,
+                                                                                  chunk_index))
+        parts_X.append(X)
+        parts_c.append(component)
+        parts_y.append(np.full(rows, class_index))
+    class_index = np.concatenate(parts_y) if parts_y else np.zeros(0, int)
+    labels = np.asarray([c.label for c in mixture.classes], dtype=object)
+    label_values = np.asarray(labels[class_index].tolist()) if len(class_index) else np.zeros(0)
+    return np.concatenate(parts_X), label_values, np.concatenate(parts_c)

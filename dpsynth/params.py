@@ -1,0 +1,122 @@
+"""Validated parameters of one synthesis run.
+
+Every field here is public in the DP sense: it is fixed before any private
+row is read, or derived only from released (noisy) values. Validation happens
+once, when the dataclass is built, so that a bad value is a one-line error on
+the driver rather than a failure deep inside a worker.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional, Sequence
+
+from dpsynth.errors import UserError
+
+CLIP_MODES = ("normalize", "clip")
+COVARIANCES = ("spherical", "diagonal")
+CLASS_BALANCES = ("proportional", "balanced")
+
+# Above this epsilon the guarantee is weak enough that users deserve a warning.
+LARGE_EPSILON = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthesisConfig:
+    """What the user asked for; all of it public.
+
+    epsilon, delta: the whole run's (epsilon, delta) target under add/remove
+      adjacency (one record; one privacy unit when a unit column is given).
+    labels: the public label set. None asks for DP label discovery, which
+      spends part of the budget (see accounting.plan_releases).
+    radius: R, the L2 bound on every embedding after the bound step.
+    clip_mode: "normalize" puts every row on the sphere of radius R (the
+      default: encoders' cosine geometry, and the variance of a cluster then
+      follows from its released mean alone); "clip" scales rows into the R-ball.
+    max_clusters: k per class. None derives k per class from the released
+      class counts and the planned noise (clustering.choose_num_clusters).
+    rounds: T, the number of DP Lloyd rounds after seeding; the last one's
+      release is the fitted mixture.
+    covariance: "spherical" (one variance per component) or "diagonal"
+      (one per coordinate; costs a release of per-coordinate second moments).
+    num_samples: synthetic rows in all; None is about as many as the noisy
+      count of private rows.
+    class_balance: split num_samples proportionally to the noisy class counts,
+      or evenly over the classes that could be fitted.
+    privacy_unit_column: when set, every privacy unit keeps one record
+      (chosen at random) before any aggregation: user-level DP.
+    allow_large_delta: accept delta >= 1/n (normally refused: such a delta
+      permits releasing a record outright).
+    noise_seed, disable_noise: TEST ONLY. Either makes the output not private
+      and every output file says so.
+    """
+
+    epsilon: float
+    delta: float
+    labels: Optional[tuple[Any, ...]] = None
+    radius: float = 1.0
+    clip_mode: str = "normalize"
+    max_clusters: Optional[int] = None
+    rounds: int = 1
+    covariance: str = "spherical"
+    num_samples: Optional[int] = None
+    class_balance: str = "proportional"
+    privacy_unit_column: Optional[str] = None
+    allow_large_delta: bool = False
+    noise_seed: Optional[int] = None
+    disable_noise: bool = False
+
+    def __post_init__(self) -> None:
+        _require(_finite(self.epsilon) and self.epsilon > 0,
+                 f"--epsilon must be a positive finite number, got {self.epsilon!r}")
+        _require(_finite(self.delta) and 0 < self.delta < 1,
+                 f"--delta must lie strictly between 0 and 1, got {self.delta!r}")
+        _require(_finite(self.radius) and self.radius > 0,
+                 f"--radius must be a positive finite number, got {self.radius!r}")
+        _require(self.clip_mode in CLIP_MODES,
+                 f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {self.clip_mode!r}")
+        _require(self.covariance in COVARIANCES,
+                 f"--covariance must be one of {', '.join(COVARIANCES)}, got {self.covariance!r}")
+        _require(self.class_balance in CLASS_BALANCES,
+                 f"--class-balance must be one of {', '.join(CLASS_BALANCES)}, got {self.class_balance!r}")
+        _require(isinstance(self.rounds, int) and 1 <= self.rounds <= 50,
+                 f"--rounds must be an integer in [1, 50], got {self.rounds!r}")
+        _require(self.max_clusters is None or (isinstance(self.max_clusters, int) and 1 <= self.max_clusters <= 4096),
+                 f"--max-clusters must be an integer in [1, 4096], got {self.max_clusters!r}")
+        _require(self.num_samples is None or (isinstance(self.num_samples, int) and self.num_samples >= 0),
+                 f"--num-samples must be a non-negative integer, got {self.num_samples!r}")
+        if self.labels is not None:
+            _require(len(self.labels) > 0, "--labels must name at least one label")
+            _require(len(set(self.labels)) == len(self.labels), "--labels contains a duplicate label")
+
+    @property
+    def is_private(self) -> bool:
+        """False for the test-only switches: the output then carries no guarantee."""
+        return self.noise_seed is None and not self.disable_noise
+
+    def replace(self, **changes: Any) -> "SynthesisConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def parse_label_list(text: str, as_int: bool) -> tuple[Any, ...]:
+    """Parse a comma-separated public label list, typed like the label column."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not as_int:
+        return tuple(items)
+    try:
+        return tuple(int(item) for item in items)
+    except ValueError:
+        raise UserError(f"the label column holds integers but --labels has a non-integer in {text!r}") from None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def labels_tuple(labels: Optional[Sequence[Any]]) -> Optional[tuple[Any, ...]]:
+    return None if labels is None else tuple(labels)

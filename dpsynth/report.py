@@ -1,0 +1,49 @@
+"""report.md: a human summary of what a run released and where it is."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from dpsynth.accounting import PrivacyLedger
+from dpsynth.gmm import ReleasedMixture
+from dpsynth.validation import REJECT_REASONS
+
+
+def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_class: list[int],
+                  files: dict[str, str], diagnostics: dict[str, int], rejected_output: Optional[str]) -> str:
+    lines = ["# dpsynth run report", ""]
+    if not mixture.private:
+        lines += ["> **NOT PRIVATE.** This output was made with a test-only switch (fixed noise seed or",
+                  "> noise disabled). It carries no differential privacy guarantee. Do not share it.", ""]
+    spent = "not private" if ledger.spent_epsilon == float("inf") else f"{ledger.spent_epsilon:.4f}"
+    lines += ["## Privacy", "",
+              f"- target: epsilon = {ledger.target_epsilon:g}, delta = {ledger.target_delta:g} "
+              "(add/remove one record)",
+              f"- spent (PLD accounting over {len(ledger.mechanisms)} mechanisms): epsilon = {spent}",
+              "- every released number below is a post-processing of noisy aggregates; "
+              "the mechanisms are listed in privacy.json", "",
+              "## Released mixture", "",
+              f"dimension {mixture.dimension}, radius {mixture.radius:g}, rows {mixture.clip_mode}d, "
+              f"{mixture.covariance} covariances", "",
+              "| label | noisy count | components | synthetic rows | note |",
+              "|---|---|---|---|---|"]
+    for cls, rows in zip(mixture.classes, rows_per_class):
+        note = cls.note or ""
+        if cls.num_components == 0:
+            note = f"no synthetic rows: {note}" if note else "no synthetic rows"
+        lines.append(f"| {cls.label} | {cls.noisy_count:.0f} | {cls.num_components} | {rows} | {note} |")
+    lines += ["", f"Synthetic rows in all: {sum(rows_per_class)}", "", "## Files", ""]
+    lines += [f"- {name}: `{path}`" for name, path in files.items()]
+    lines += ["", "## Data-owner diagnostics (exact counts, NOT differentially private)", "",
+              "These counts describe the private input itself. They are for the data owner and",
+              "must be removed before this report is shared.", "",
+              f"- rows read: {diagnostics.get('rows_read', 0)}",
+              f"- rows used: {diagnostics.get('rows_valid', 0)}",
+              f"- rows whose norm exceeded the radius (scaled down): {diagnostics.get('rows_clipped', 0)}", "",
+              "| rejected for | rows |", "|---|---|"]
+    for reason in REJECT_REASONS:
+        lines.append(f"| {reason} | {diagnostics.get('rejected_' + reason, 0)} |")
+    if rejected_output:
+        lines += ["", f"Rejected rows (private data) were written to `{rejected_output}`."]
+    return "\n".join(lines) + "\n"
+
+

@@ -1,0 +1,161 @@
+"""Row validation and bounding of pyarrow batches, vectorised.
+
+A malformed row is never a crash and never a silent drop: it leaves here with
+a reason, is counted, and (only when the data owner asks) written to a
+dead-letter file, since it is private data.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dpsynth.clustering import bound_rows
+from dpsynth.errors import UserError
+
+REJECT_REASON_COLUMN = "reject_reason"
+# Checked in this order; a row gets the first reason that applies.
+REJECT_REASONS = ("missing_embedding", "non_numeric", "wrong_dimension", "non_finite", "zero_norm",
+                  "missing_label", "unknown_label")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """Public facts about the input: columns, dimension, the label set."""
+
+    embedding_column: str
+    label_column: str
+    dimension: int
+    labels: tuple[Any, ...]
+    radius: float
+    clip_mode: str
+
+    @property
+    def label_array(self) -> pa.Array:
+        return pa.array(list(self.labels))
+
+
+@dataclasses.dataclass
+class ValidBatch:
+    """Rows that passed: class index per row and bounded embeddings (float32)."""
+
+    class_ids: np.ndarray  # [n] int32, index into InputSpec.labels
+    embeddings: np.ndarray  # [n, d] float32, norm <= R
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+
+@dataclasses.dataclass
+class ValidationResult:
+    valid: ValidBatch
+    rejected: Optional[pa.Table]  # the original rows plus REJECT_REASON_COLUMN
+    reason_counts: dict[str, int]
+    clipped: int
+
+
+def _numeric_values(list_type: pa.DataType) -> bool:
+    value_type = list_type.value_type
+    return pa.types.is_floating(value_type) or pa.types.is_integer(value_type)
+
+
+def is_list_type(data_type: pa.DataType) -> bool:
+    return (pa.types.is_list(data_type) or pa.types.is_large_list(data_type)
+            or pa.types.is_fixed_size_list(data_type))
+
+
+def check_schema(schema: pa.Schema, embedding_column: str, label_column: str) -> None:
+    """One-line errors for columns that are missing or of the wrong kind."""
+    names = schema.names
+    for flag, column in (("--embedding-column", embedding_column), ("--label-column", label_column)):
+        if column not in names:
+            raise UserError(f"input has no column {column!r} ({flag}); its columns are: {', '.join(names)}")
+    embedding_type = schema.field(embedding_column).type
+    if not is_list_type(embedding_type) or not _numeric_values(embedding_type):
+        raise UserError(f"column {embedding_column!r} must be a list of numbers, found {embedding_type}")
+
+
+def validate_table(table: pa.Table, spec: InputSpec) -> ValidationResult:
+    """Split a batch into valid, bounded rows and rejected rows with reasons."""
+    n = table.num_rows
+    reason = np.full(n, -1, dtype=np.int16)
+
+    def reject(mask: np.ndarray, name: str) -> None:
+        reason[(reason < 0) & mask] = REJECT_REASONS.index(name)
+
+    embeddings = table.column(spec.embedding_column).combine_chunks() if n else None
+    labels = table.column(spec.label_column).combine_chunks() if n else None
+    X = np.zeros((0, spec.dimension))
+    if n:
+        reject(np.asarray(embeddings.is_null()), "missing_embedding")
+        if not is_list_type(embeddings.type) or not _numeric_values(embeddings.type):
+            reject(np.ones(n, dtype=bool), "non_numeric")
+        else:
+            lengths = pc.fill_null(pc.list_value_length(embeddings), -1).to_numpy(zero_copy_only=False)
+            reject(lengths != spec.dimension, "wrong_dimension")
+            shaped = reason < 0
+            if shaped.any():
+                flat = pc.list_flatten(embeddings.filter(pa.array(shaped)))
+                X = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1, spec.dimension)
+                finite = np.zeros(n, dtype=bool)
+                finite[shaped] = np.isfinite(X).all(axis=1)
+                reject(~finite, "non_finite")
+        reject(np.asarray(labels.is_null()), "missing_label")
+        value_set = spec.label_array
+        class_index = (pc.index_in(labels.cast(value_set.type), value_set=value_set)
+                       if _comparable(labels.type, spec) else pa.nulls(n, pa.int32()))
+        reject(np.asarray(class_index.is_null()), "unknown_label")
+    # X holds the rows that had the right shape; keep those that passed everything.
+    shaped_rows = np.flatnonzero(_shaped_mask(reason))
+    passing = reason[shaped_rows] < 0
+    bounded, boundable, clipped = bound_rows(X[passing], spec.radius, spec.clip_mode)
+    keep_rows = shaped_rows[passing]
+    reason[keep_rows[~boundable]] = REJECT_REASONS.index("zero_norm")
+    keep_rows = keep_rows[boundable]
+    class_ids = (np.asarray(class_index.to_numpy(zero_copy_only=False))[keep_rows].astype(np.int32)
+                 if n else np.zeros(0, np.int32))
+    valid = ValidBatch(class_ids, bounded[boundable])
+    rejected_mask = reason >= 0
+    counts = {REJECT_REASONS[i]: int(c) for i, c in enumerate(np.bincount(reason[rejected_mask],
+                                                                          minlength=len(REJECT_REASONS))) if c}
+    rejected = None
+    if rejected_mask.any():
+        rows = table.filter(pa.array(rejected_mask))
+        rows = rows.append_column(REJECT_REASON_COLUMN,
+                                  pa.array([REJECT_REASONS[i] for i in reason[rejected_mask]], pa.string()))
+        rejected = rows
+    return ValidationResult(valid, rejected, counts, clipped)
+
+
+def _shaped_mask(reason: np.ndarray) -> np.ndarray:
+    """Rows whose embedding made it into X: not missing, numeric, right length."""
+    early = {REJECT_REASONS.index(r) for r in ("missing_embedding", "non_numeric", "wrong_dimension")}
+    return ~np.isin(reason, list(early))
+
+
+def _comparable(label_type: pa.DataType, spec: InputSpec) -> bool:
+    value_type = spec.label_array.type
+    if pa.types.is_integer(label_type) and pa.types.is_integer(value_type):
+        return True
+    return (pa.types.is_string(label_type) or pa.types.is_large_string(label_type)) and \
+        pa.types.is_string(value_type)
+
+
+def infer_dimension(table: pa.Table, embedding_column: str) -> Optional[int]:
+    """The encoder's output size, from the schema or the first non-null row.
+
+    The dimension is a property of the public encoder, not of any person's
+    data; pass --dimension to pin it instead.
+    """
+    column_type = table.schema.field(embedding_column).type
+    if pa.types.is_fixed_size_list(column_type):
+        return column_type.list_size
+    column = table.column(embedding_column)
+    for chunk in column.chunks:
+        valid = chunk.drop_null()
+        if len(valid):
+            return int(pc.list_value_length(valid)[0].as_py())
+    return None

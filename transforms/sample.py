@@ -1,0 +1,67 @@
+"""Sampling synthetic rows from the released mixture and writing the released files."""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Optional
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from dpsynth import gmm
+from dpsynth.algorithm import RunState
+
+
+def synthetic_schema(label_type: pa.DataType) -> pa.Schema:
+    return pa.schema([("label", label_type), ("embedding", pa.list_(pa.float32())), ("component", pa.int32())])
+
+
+def _chunks(state: RunState, num_samples: Optional[int], class_balance: str) -> Iterator[tuple[int, int, int]]:
+    rows = state.mixture.samples_per_class(num_samples, class_balance)
+    yield from gmm.sampling_chunks(rows)
+
+
+def _sample_chunk(chunk: tuple[int, int, int], state: RunState, label_type: pa.DataType,
+                  noise_seed: Optional[int]) -> pa.Table:
+    class_index, chunk_index, rows = chunk
+    mixture = state.mixture
+    X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(noise_seed, class_index, chunk_index))
+    label = mixture.classes[class_index].label
+    return pa.table({"label": pa.array([label] * rows, label_type),
+                     "embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1]).cast(
+                         pa.list_(pa.float32())),
+                     "component": pa.array(component, pa.int32())}, schema=synthetic_schema(label_type))
+
+
+class SampleSynthetic(beam.PTransform):
+    """singleton RunState (with mixture) -> PCollection[pa.Table] of synthetic rows."""
+
+    def __init__(self, num_samples: Optional[int], class_balance: str, label_type: pa.DataType,
+                 noise_seed: Optional[int]) -> None:
+        super().__init__()
+        self._num_samples = num_samples
+        self._class_balance = class_balance
+        self._label_type = label_type
+        self._noise_seed = noise_seed
+
+    def expand(self, final_state: beam.PCollection) -> beam.PCollection:
+        state = beam.pvalue.AsSingleton(final_state)
+        return (final_state
+                # (class_index, chunk_index, rows) work items
+                | "Chunks" >> beam.FlatMap(_chunks, self._num_samples, self._class_balance)
+                # spread the chunks over workers
+                | "Spread" >> beam.Reshuffle()
+                # pa.Table of at most SAMPLE_CHUNK_ROWS synthetic rows
+                | "Draw" >> beam.Map(_sample_chunk, state=state, label_type=self._label_type,
+                                     noise_seed=self._noise_seed))
+
+
+def write_json(value: Any, path: str) -> str:
+    """Write one JSON document through Beam's filesystems (local or gs://)."""
+    with FileSystems.create(path) as handle:
+        handle.write(json.dumps(value, indent=2, sort_keys=False).encode())
+    return path
+
+
+def mixture_json(state: RunState) -> dict:
+    return state.mixture.to_json()
