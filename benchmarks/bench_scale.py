@@ -112,12 +112,13 @@ def _beam_options(runner: str, job_endpoint: str | None, dask_address: str | Non
     if runner == "portable":
         return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}", "--environment_type=LOOPBACK"]
     if runner == "dask":
-        return ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner", f"--dask_address={dask_address}"]
+        return ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner", f"--dask_client_address={dask_address}"]
     raise SystemExit(f"unknown runner {runner}")
 
 
 def _run_beam(args, paths: list[Path]) -> dict:
     import apache_beam as beam
+    import pyarrow as pa
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_pipeline.synthesize import run_synthesis_job
@@ -141,8 +142,9 @@ def _run_beam(args, paths: list[Path]) -> dict:
     try:
         options = PipelineOptions(_beam_options(args.runner, args.job_endpoint, dask_address))
         with tempfile.TemporaryDirectory(dir=args.workdir) as out:
-            summary = run_synthesis_job(read_tables, _config(args), os.path.join(out, "synthetic"), options)
-        return {"summary": summary if isinstance(summary, (dict, list, str, int, float)) else repr(summary)}
+            summary = run_synthesis_job(read_tables, _config(args), os.path.join(out, "synthetic"), options,
+                                        dimension=DIM, label_type=pa.int64())
+        return {"diagnostics": summary.diagnostics, "synthetic_rows": int(sum(summary.rows_per_class))}
     finally:
         if cluster is not None:
             cluster.close()

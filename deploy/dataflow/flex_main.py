@@ -20,10 +20,17 @@ _FALSE = {"false", "0", "no", "n", "off", ""}
 
 
 def synthesis_parser() -> argparse.ArgumentParser:
-    """The synthesis flags exactly as `dpsynth synthesize` defines them."""
+    """The flags of `dpsynth synthesize` (only their spellings and arity matter here).
+
+    tests/test_deploy.py checks this against the parser synthesize.run() builds.
+    """
     from beam_pipeline.options import add_synthesis_arguments
 
     parser = argparse.ArgumentParser(add_help=False)
+    # The flags synthesize.run() adds itself, before the shared synthesis flags.
+    parser.add_argument("--input")
+    parser.add_argument("--embedding-column")
+    parser.add_argument("--dimension")
     add_synthesis_arguments(parser)
     return parser
 
