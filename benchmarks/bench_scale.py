@@ -112,7 +112,7 @@ def _beam_options(runner: str, job_endpoint: str | None, dask_address: str | Non
     if runner == "portable":
         return ["--runner=PortableRunner", f"--job_endpoint={job_endpoint}", "--environment_type=LOOPBACK"]
     if runner == "dask":
-        return ["--runner=apache_beam.runners.dask.dask_runner.DaskRunner", f"--dask_client_address={dask_address}"]
+        return ["--runner=beam_pipeline.dask_runner.DaskRunner", f"--dask_client_address={dask_address}"]
     raise SystemExit(f"unknown runner {runner}")
 
 
@@ -137,7 +137,7 @@ def _run_beam(args, paths: list[Path]) -> dict:
         from distributed import LocalCluster
 
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=None, memory_limit=0)
+                               dashboard_address=":0", memory_limit=0)
         dask_address = cluster.scheduler_address
     try:
         options = PipelineOptions(_beam_options(args.runner, args.job_endpoint, dask_address))
