@@ -483,3 +483,42 @@ def test_airflow_task_command_parses_into_the_intended_config(airflow_probe):
     assert [str(x) for x in config.labels] == ["a", "b", "c"]
     assert config.epsilon == 1.0 and config.delta == 1e-5
     assert PipelineOptions(rest).view_as(GoogleCloudOptions).project == "p"
+
+
+# ------------------------------------------------------------------ portable representation
+
+@pytest.mark.parametrize("labels", [("a", "b", "c"), None], ids=["public-labels", "dp-label-discovery"])
+def test_pipeline_serialises_to_the_portable_representation(labels, tmp_path):
+    """What PortableRunner, Flink and Dataflow receive: the graph as a runner-API proto, and back."""
+    import apache_beam as beam
+    import pyarrow as pa
+    from apache_beam.portability.api import beam_runner_api_pb2
+
+    pipeline_mod = pytest.importorskip("beam_pipeline.pipeline")
+    from dpsynth.calibration import plan_releases
+    from dpsynth.params import SynthesisConfig
+
+    config = SynthesisConfig(epsilon=1.0, delta=1e-6, labels=labels, rounds=2)
+    plan = plan_releases(config, 8, discover_labels=labels is None)
+    paths = pipeline_mod.JobPaths(synthetic_prefix=str(tmp_path / "synthetic"), gmm_json=str(tmp_path / "gmm.json"),
+                                  diagnostics_json=str(tmp_path / "diag.json"), rejected_prefix=str(tmp_path / "rej"))
+    schema = pa.schema([("embedding", pa.list_(pa.float32())), ("label", pa.string())])
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"embedding": [[0.5] * 8], "label": ["a"]}, schema=schema), tmp_path / "in-0.parquet")
+    pipeline = beam.Pipeline(options=PipelineOptions([]))
+    tables = pipeline | "ReadParquet" >> beam.io.ReadFromParquetBatched(str(tmp_path / "in-*.parquet"))
+    pipeline_mod.build_synthesis(tables, config, plan, embedding_column="embedding", label_column="label",
+                                 label_type=pa.string(), input_schema=schema, paths=paths)
+    proto = pipeline.to_runner_api()
+    wire = proto.SerializeToString()
+    again = beam_runner_api_pb2.Pipeline.FromString(wire)
+    assert again == proto
+    names = {t.unique_name for t in again.components.transforms.values()}
+    for step in ("ReadParquet", "ValidateAndBound"):
+        assert any(n == step or n.startswith(step + "/") for n in names), step
+    # Every leaf is either a Beam primitive or Python SDK code the workers run.
+    sdk = {t.environment_id for t in again.components.transforms.values() if t.environment_id}
+    assert sdk and sdk <= set(again.components.environments)
+    rebuilt = beam.Pipeline.from_runner_api(again, pipeline.runner, pipeline._options)
+    assert len(rebuilt.to_runner_api().components.transforms) == len(proto.components.transforms)
