@@ -29,7 +29,7 @@ from beam_pipeline import inputs, options
 from beam_pipeline.outputs import StagedOutput
 from beam_pipeline.pipeline import (SHARD_TEMPLATE, SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform,
                                     rejected_schema)
-from transforms.sample import synthetic_schema, write_json
+from transforms.sample import synthetic_table, write_json
 
 LOG = logging.getLogger("dpsynth")
 DIAGNOSTICS_FILE = "_diagnostics.json"
@@ -136,10 +136,8 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
     try:
         write_json(result.mixture.to_json(), staging.path("gmm.json"))
         label_type = input_info.label_type
-        synthetic = pa.table({"label": pa.array(result.synthetic_labels.tolist(), label_type),
-                              "embedding": pa.array(list(result.synthetic_embeddings), pa.list_(pa.float32())),
-                              "component": pa.array(result.synthetic_components, pa.int32())},
-                             schema=synthetic_schema(label_type))
+        synthetic = synthetic_table(result.synthetic_labels.tolist(), result.synthetic_embeddings,
+                                    result.synthetic_components, label_type)
         with FileSystems.create(staging.path(f"{SYNTHETIC_PREFIX}-00000-of-00001.parquet")) as handle:
             pq.write_table(synthetic, handle)
         diagnostics = {f"rejected_{k}": v for k, v in result.reject_counts.items()}
