@@ -7,8 +7,9 @@ Each (runner, size) runs in its own child process; the parent samples the
 resident memory of the child's whole process tree (Dask and multi_processing
 workers are grandchildren) every 0.1 s and records wall time and peak memory:
 `peak_tree_mb` (all processes together) and `peak_proc_mb` (the largest one).
-The local numpy reference (dpsynth.local.synthesize_arrays) runs the same way,
-reading the same Parquet shards, so the comparison includes the read.
+The local numpy reference (dpsynth.local.synthesize_tables, what
+`dpsynth synthesize --runner local` runs) reads the same row groups the same
+way, so the comparison includes the read.
 Figures go to benchmarks/results/scale.json and a markdown table on stdout.
 
 The data: 10 classes, each a mixture of 5 Gaussian clusters in 384-d,
@@ -87,19 +88,18 @@ def _config(args):
 
 
 def _run_reference(args, paths: list[Path]) -> dict:
-    import numpy as np
+    """`dpsynth synthesize --runner local`'s path: dpsynth.local.synthesize_tables on the row groups."""
     import pyarrow.parquet as pq
 
-    from dpsynth.local import synthesize_arrays
+    from dpsynth.local import synthesize_tables
 
     t0 = time.perf_counter()
-    tables = [pq.read_table(p) for p in paths]
-    emb = np.concatenate([t.column("embedding").combine_chunks().values.to_numpy().reshape(-1, DIM)
-                          for t in tables])
-    labels = np.concatenate([t.column("label").to_numpy() for t in tables])
-    del tables
+    tables = []
+    for path in paths:
+        f = pq.ParquetFile(path)
+        tables.extend(f.read_row_group(i) for i in range(f.num_row_groups))
     t_read = time.perf_counter() - t0
-    result = synthesize_arrays(emb, labels, _config(args))
+    result = synthesize_tables(tables, _config(args), "embedding", "label", DIM)
     return {"read_s": t_read, "synthetic_rows": int(len(result.synthetic_labels)),
             "spent_epsilon": float(result.ledger.spent_epsilon)}
 
