@@ -167,6 +167,7 @@ def _measure(cmd: list[str], timeout_s: float) -> dict:
     """Run cmd, sampling the RSS of its process tree; returns wall time, peaks and the child's RESULT."""
     import psutil
 
+    load_1m = os.getloadavg()[0]  # this machine is shared: record how busy it was
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -207,7 +208,7 @@ def _measure(cmd: list[str], timeout_s: float) -> dict:
     for line in lines:
         if line.startswith("RESULT "):
             result = json.loads(line[len("RESULT "):])
-    return {"wall_s": round(wall, 2), "peak_tree_mb": round(peak_tree / 2**20), "peak_proc_mb": round(peak_proc / 2**20),
+    return {"wall_s": round(wall, 2), "load_1m_at_start": round(load_1m, 1), "peak_tree_mb": round(peak_tree / 2**20), "peak_proc_mb": round(peak_proc / 2**20),
             "ok": proc.returncode == 0 and result is not None and not timed_out, "timed_out": timed_out,
             "returncode": proc.returncode, "result": result, "log_tail": "".join(lines[-15:]) if proc.returncode else ""}
 
