@@ -35,6 +35,7 @@ from apache_beam.runners.common import DoFnContext, DoFnInvoker, DoFnSignature, 
 from apache_beam.runners.dask import dask_runner as _beam_dask
 from apache_beam.runners.dask import overrides as _overrides
 from apache_beam.runners.dask import transform_evaluator as _tev
+from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms.core import DoFn
 from apache_beam.transforms.sideinputs import SideInputMap
 from apache_beam.utils.windowed_value import WindowedValue
@@ -179,6 +180,17 @@ class _Builder(PipelineVisitor):
         self.bags[node] = bag
 
 
+class _Result(_beam_dask.DaskRunnerResult):
+    """Closes the client once the job has finished (Beam's result never does)."""
+
+    def wait_until_finish(self, duration=None) -> str:
+        try:
+            return super().wait_until_finish(duration)
+        finally:
+            if self._state in (PipelineState.DONE, PipelineState.FAILED):
+                self.client.close()
+
+
 class DaskRunner(_beam_dask.DaskRunner):
     """Beam's DaskRunner with the corrections listed in this module's docstring."""
 
@@ -195,4 +207,4 @@ class DaskRunner(_beam_dask.DaskRunner):
         pipeline.visit(builder)
         leaves = [bag for node, bag in builder.bags.items() if counter.uses[node] == 0 and bag is not None]
         futures = client.compute(leaves)
-        return _beam_dask.DaskRunnerResult(client, futures)
+        return _Result(client, futures)
