@@ -7,7 +7,6 @@ so the same command runs on DirectRunner, Dataflow, Flink or Dask.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -80,8 +79,6 @@ def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False
         covariance=args.covariance, num_samples=args.num_samples, class_balance=args.class_balance,
         privacy_unit_column=args.privacy_unit_column, allow_large_delta=args.allow_large_delta)
     if config.epsilon > LARGE_EPSILON:
-        logging.getLogger("dpsynth").warning(
-            "epsilon=%g is above %g: the privacy guarantee is weak", config.epsilon, LARGE_EPSILON)
         print(f"dpsynth: warning: epsilon={config.epsilon:g} is above {LARGE_EPSILON:g}; "
               "the privacy guarantee is weak", file=sys.stderr)
     return config

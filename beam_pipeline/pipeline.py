@@ -17,6 +17,7 @@ from dpsynth.calibration import ReleasePlan
 from dpsynth.params import SynthesisConfig
 from dpsynth.validation import REJECT_REASON_COLUMN
 from transforms.labels import DiscoverLabels
+from transforms.privacy_units import BoundPrivacyUnits
 from transforms.release import ReleasePass
 from transforms.sample import SampleSynthetic, mixture_json, synthetic_schema, write_json
 from transforms.validate import DIAGNOSTICS_TAG, REJECTED_TAG, SumCountsFn, ValidateAndBoundFn
@@ -60,6 +61,14 @@ def build_synthesis(tables: beam.PCollection, config: SynthesisConfig, plan: Rel
                     input_schema: Optional[pa.Schema], paths: JobPaths) -> None:
     """Attach the whole DP synthesis to a PCollection[pa.Table] of private rows."""
     pipeline = tables.pipeline
+    # --- user-level privacy (issue 6): one random record per unit, before any aggregation
+    unit_streams = None
+    if config.privacy_unit_column:
+        # {"tables": pa.Table of kept rows, "rejected": pa.Table, "diagnostics": {counter: n}}
+        unit_streams = tables | "BoundPrivacyUnits" >> BoundPrivacyUnits(
+            config.privacy_unit_column, input_schema, config.noise_seed)
+        tables = unit_streams["tables"]
+    # --- end user-level privacy
     if config.labels is not None:
         # (label, ...): the public label set, one element
         labels = pipeline | "PublicLabels" >> beam.Create([tuple(config.labels)])
@@ -87,11 +96,15 @@ def build_synthesis(tables: beam.PCollection, config: SynthesisConfig, plan: Rel
          | "WriteSynthetic" >> beam.io.WriteToParquetBatched(
              paths.synthetic_prefix, synthetic_schema(label_type), file_name_suffix=".parquet",
              shard_name_template=SHARD_TEMPLATE))
+    diagnostics, rejected = validated[DIAGNOSTICS_TAG], validated[REJECTED_TAG]
+    if unit_streams is not None:
+        diagnostics = (diagnostics, unit_streams["diagnostics"]) | "AllDiagnostics" >> beam.Flatten()
+        rejected = (rejected, unit_streams["rejected"]) | "AllRejected" >> beam.Flatten()
     # {counter: n} exact diagnostics for the data owner's report
-    _ = (validated[DIAGNOSTICS_TAG] | "SumDiagnostics" >> beam.CombineGlobally(SumCountsFn())
+    _ = (diagnostics | "SumDiagnostics" >> beam.CombineGlobally(SumCountsFn())
          | "WriteDiagnostics" >> beam.Map(write_json, paths.diagnostics_json))
     if paths.rejected_prefix is not None and input_schema is not None:
         schema = rejected_schema(input_schema)
-        _ = (validated[REJECTED_TAG] | "ConformRejected" >> beam.Map(conform, schema)
+        _ = (rejected | "ConformRejected" >> beam.Map(conform, schema)
              | "WriteRejected" >> beam.io.WriteToParquetBatched(
                  paths.rejected_prefix, schema, file_name_suffix=".parquet", shard_name_template=SHARD_TEMPLATE))

@@ -78,8 +78,8 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
                            rejected.final_dir if rejected else None)
     with FileSystems.create(staging.path("report.md")) as handle:
         handle.write(report.encode())
-    FileSystems.delete([staging.path(DIAGNOSTICS_FILE)]) if FileSystems.exists(
-        staging.path(DIAGNOSTICS_FILE)) else None
+    if FileSystems.exists(staging.path(DIAGNOSTICS_FILE)):
+        FileSystems.delete([staging.path(DIAGNOSTICS_FILE)])  # exact counts: the report holds them, marked
     if rejected is not None:
         rejected.publish()
     staging.publish()
@@ -126,6 +126,8 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
                   overwrite: bool = False) -> JobSummary:
     """The same job in one process with plain numpy (`--runner local`): the reference."""
     columns = [embedding_column, label_column]
+    if config.privacy_unit_column:  # user-level privacy: the reference bounds units itself
+        columns.append(config.privacy_unit_column)
     tables = []
     for path in input_info.files:
         with FileSystems.open(path) as handle:
@@ -141,12 +143,15 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
         with FileSystems.create(staging.path(f"{SYNTHETIC_PREFIX}-00000-of-00001.parquet")) as handle:
             pq.write_table(synthetic, handle)
         diagnostics = {f"rejected_{k}": v for k, v in result.reject_counts.items()}
-        diagnostics.update(rows_read=sum(t.num_rows for t in tables), rows_clipped=result.clipped_rows,
-                           rows_valid=sum(t.num_rows for t in tables) - sum(result.reject_counts.values()))
+        used = result.bounded_tables if result.bounded_tables is not None else tables
+        rows_read = sum(t.num_rows for t in used)
+        diagnostics.update(rows_read=rows_read, rows_clipped=result.clipped_rows, **result.unit_counts,
+                           rows_valid=rows_read - sum(n for reason, n in result.reject_counts.items()
+                                                      if reason != "missing_privacy_unit"))
         write_json(diagnostics, staging.path(DIAGNOSTICS_FILE))
         if rejected is not None:
             # Re-validation gives the rejected rows themselves (the reference keeps only counts).
-            _write_local_rejected(tables, result, config, input_info, embedding_column, label_column,
+            _write_local_rejected(used, result, config, input_info, embedding_column, label_column,
                                   rejected.path(f"rejected-00000-of-00001.parquet"))
         return _finalize(staging, rejected, result.ledger, config)
     finally:
@@ -159,9 +164,11 @@ def _write_local_rejected(tables, result, config, input_info, embedding_column, 
     from dpsynth.validation import InputSpec, validate_table
     labels = tuple(c.label for c in result.mixture.classes)
     spec = InputSpec(embedding_column, label_column, input_info.dimension, labels, config.radius, config.clip_mode)
-    schema = rejected_schema(pa.schema([input_info.schema.field(embedding_column),
-                                        input_info.schema.field(label_column)]))
+    columns = [embedding_column, label_column] + ([config.privacy_unit_column] if config.privacy_unit_column else [])
+    schema = rejected_schema(pa.schema([input_info.schema.field(c) for c in columns]))
     parts = [conform(r.rejected, schema) for r in (validate_table(t, spec) for t in tables) if r.rejected is not None]
+    if result.unit_rejected is not None:
+        parts.append(conform(result.unit_rejected, schema))
     with FileSystems.create(path) as handle:
         pq.write_table(pa.concat_tables(parts) if parts else schema.empty_table(), handle)
 
@@ -191,6 +198,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             label_type=info.label_type, embedding_column=args.embedding_column, label_column=args.label_column,
             input_schema=schema, rejected_output=args.rejected_output, overwrite=args.overwrite)
     print(summary.describe())
+    rejected = sum(n for name, n in summary.diagnostics.items() if name.startswith("rejected_"))
+    if rejected:
+        # Never a silent drop: the data owner hears about malformed rows on the console too.
+        where = f"; the rows are in {args.rejected_output}" if args.rejected_output else ""
+        print(f"dpsynth: warning: {rejected} input rows were rejected as malformed (counts by reason in "
+              f"report.md{where})", file=sys.stderr)
     return 0
 
 
