@@ -180,7 +180,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dimension", type=int, help="embedding size (default: from the schema or first row)")
     options.add_synthesis_arguments(parser)
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    local, beam_args = options.split_runner(beam_args)
+    local, beam_args = options.split_runner(options.forward_job_labels(args, beam_args))
     extra = (args.privacy_unit_column,) if args.privacy_unit_column else ()
     info = inputs.inspect_parquet(args.input, args.embedding_column, args.label_column, extra, args.dimension)
     config = options.config_from_args(args, info.labels_are_integers)

@@ -466,12 +466,6 @@ def test_airflow_dag_imports_with_the_beam_provider(airflow_probe):
     assert probe["runner"] == "DataflowRunner"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dpsynth's --labels (the public label set) collides with Beam's own --labels option (Dataflow job "
-    "labels): BeamRunPythonPipelineOperator.execute() always sets pipeline_options['labels'] to a dict "
-    "({'airflow-version': ...}), so it crashes on a label-set string, and without one it passes "
-    "--labels={...} which dpsynth would read as the label set. Fix: rename dpsynth's flag "
-    "(e.g. --class-labels) and update LABELS_DEST and the DAG; then this test passes: remove the marker."))
 def test_airflow_task_command_parses_into_the_intended_config(airflow_probe):
     probe = airflow_probe
     assert "execute_error" not in probe, probe.get("execute_error")
@@ -479,8 +473,11 @@ def test_airflow_task_command_parses_into_the_intended_config(airflow_probe):
     assert "--output=gs://CHANGE-ME/synthetic/20260105" in argv
     parser = synthesize_parser()
     args, rest = parser.parse_known_args(argv)
-    config = pytest.importorskip("beam_pipeline.options").config_from_args(args)
+    options = pytest.importorskip("beam_pipeline.options")
+    rest = options.forward_job_labels(args, rest)  # the operator's job labels go back to Beam
+    config = options.config_from_args(args)
     assert [str(x) for x in config.labels] == ["a", "b", "c"]
+    assert any(arg.startswith("--labels=") and "airflow-version" in arg for arg in rest)
     assert config.epsilon == 1.0 and config.delta == 1e-5
     assert PipelineOptions(rest).view_as(GoogleCloudOptions).project == "p"
 

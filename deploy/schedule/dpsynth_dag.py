@@ -10,10 +10,9 @@ Privacy: every run is a new DP release of its input. Runs over overlapping
 data compose: n weekly runs over the same table spend n x epsilon on its
 records. Point `input` at each period's new data only, or budget for it.
 
-KNOWN ISSUE (tests/test_deploy.py, strict xfail): the operator always passes
-Beam's `--labels` (Dataflow job labels, {"airflow-version": ...}), which
-dpsynth's own `--labels` (the public label set) intercepts. Until dpsynth's
-flag is renamed, this task fails at execution.
+Class labels go in --class-labels: the operator always sets Beam's own
+--labels (Dataflow job labels, {"airflow-version": ...}), which dpsynth hands
+to Beam untouched.
 
 Each run writes to OUTPUT_ROOT/<logical date> so that runs never overwrite one
 another and a retry of an unfinished run (nothing published: outputs are
@@ -79,7 +78,7 @@ with DAG(
             "output": "{{ params.output_root }}/{{ ds_nodash }}",
             "epsilon": "{{ params.epsilon }}",
             "delta": "{{ params.delta }}",
-            "labels": "{{ params.labels or None }}",
+            "class-labels": "{{ params.labels or None }}",
             "embedding-column": "{{ params.embedding_column }}",
             "label-column": "{{ params.label_column }}",
         },
