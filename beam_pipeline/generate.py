@@ -56,7 +56,7 @@ def _rejected_dirs(path: str | None, overwrite: bool) -> tuple[StagedOutput | No
 def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    local, beam_args = options.split_runner(beam_args)
+    local, beam_args = options.split_runner(options.forward_job_labels(args, beam_args))
     if local:
         raise UserError("generate runs on Beam; for the one-process reference, run `dpsynth embed` "
                         "then `dpsynth synthesize --runner local`")

@@ -90,7 +90,9 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
                       output_dir: str, pipeline_options: PipelineOptions, *, dimension: int,
                       label_type: pa.DataType, embedding_column: str = "embedding", label_column: str = "label",
                       input_schema: Optional[pa.Schema] = None, rejected_output: Optional[str] = None,
-                      overwrite: bool = False) -> JobSummary:
+                      overwrite: bool = False,
+                      reread_input: Optional[Callable[[beam.Pipeline, str], beam.PCollection]] = None
+                      ) -> JobSummary:
     """Build, run and publish the DP synthesis pipeline.
 
     read_tables(pipeline) must return a PCollection of pyarrow Tables with the
@@ -98,6 +100,8 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
     (of `label_type`). dimension and label_type are public facts (the
     encoder's output size, the label column's type) needed before any row is
     read. Raises UserError (e.g. a budget that cannot be met) before any work.
+    reread_input(pipeline, pass_name), when given, reads the same input again
+    for each pass (see build_synthesis): bounded worker memory for big inputs.
     """
     plan = plan_releases(config, dimension, discover_labels=config.labels is None)
     staging = StagedOutput(output_dir, overwrite)
@@ -111,7 +115,8 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
         pipeline = beam.Pipeline(options=pipeline_options)
         tables = read_tables(pipeline)
         build_synthesis(tables, config, plan, embedding_column=embedding_column, label_column=label_column,
-                        label_type=label_type, input_schema=input_schema, paths=paths)
+                        label_type=label_type, input_schema=input_schema, paths=paths,
+                        reread_input=None if reread_input is None else (lambda name: reread_input(pipeline, name)))
         result = pipeline.run()
         result.wait_until_finish()
         return _finalize(staging, rejected, plan.ledger, config)
@@ -180,7 +185,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dimension", type=int, help="embedding size (default: from the schema or first row)")
     options.add_synthesis_arguments(parser)
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    local, beam_args = options.split_runner(beam_args)
+    local, beam_args = options.split_runner(options.forward_job_labels(args, beam_args))
     extra = (args.privacy_unit_column,) if args.privacy_unit_column else ()
     info = inputs.inspect_parquet(args.input, args.embedding_column, args.label_column, extra, args.dimension)
     config = options.config_from_args(args, info.labels_are_integers)
@@ -192,11 +197,16 @@ def run(argv: Sequence[str] | None = None) -> int:
     else:
         columns = [args.embedding_column, args.label_column, *extra]
         schema = pa.schema([info.schema.field(c) for c in columns])
+        def read(pipeline: beam.Pipeline, name: str = "") -> beam.PCollection:
+            label = f"ReadParquet[{name}]" if name else "ReadParquet"
+            return pipeline | label >> beam.io.ReadFromParquetBatched(args.input, columns=columns)
+
         summary = run_synthesis_job(
-            lambda p: p | "ReadParquet" >> beam.io.ReadFromParquetBatched(args.input, columns=columns),
+            read,
             config, args.output, PipelineOptions(beam_args), dimension=info.dimension,
             label_type=info.label_type, embedding_column=args.embedding_column, label_column=args.label_column,
-            input_schema=schema, rejected_output=args.rejected_output, overwrite=args.overwrite)
+            input_schema=schema, rejected_output=args.rejected_output, overwrite=args.overwrite,
+            reread_input=read)
     print(summary.describe())
     rejected = sum(n for name, n in summary.diagnostics.items() if name.startswith("rejected_"))
     if rejected:

@@ -39,15 +39,19 @@ def test_release_pass_in_a_test_pipeline_emits_every_class():
         assert_that(counts, equal_to([[(0, 2.0), (1, 2.0), (2, 0.0)]]))
 
 
-@pytest.mark.parametrize("rounds,covariance", [(1, "spherical"), (2, "diagonal")])
+@pytest.mark.parametrize("rounds,covariance,reread", [(1, "spherical", False), (2, "diagonal", True)])
 def test_beam_and_local_agree_on_every_released_statistic_without_noise(parquet_input, tmp_path, rounds,
-                                                                        covariance):
+                                                                        covariance, reread):
     config = SynthesisConfig(epsilon=1.0, delta=1e-5, labels=parquet_input["label_set"], rounds=rounds,
                              covariance=covariance, disable_noise=True, noise_seed=5)
     info = inputs.inspect_parquet(parquet_input["pattern"], "embedding", "label")
     local = run_local_job(info, config, str(tmp_path / "local"), embedding_column="embedding", label_column="label")
+    # reread: every pass reads and validates the input again (bounded memory) instead of a shared copy
+    again = (lambda p, name: p | f"Read[{name}]" >> beam.io.ReadFromParquetBatched(parquet_input["pattern"])
+             ) if reread else None
     beam_run = run_synthesis_job(_read(parquet_input["pattern"]), config, str(tmp_path / "beam"),
-                                 PipelineOptions(RUNNER), dimension=info.dimension, label_type=info.label_type)
+                                 PipelineOptions(RUNNER), dimension=info.dimension, label_type=info.label_type,
+                                 reread_input=again)
     a = json.loads((tmp_path / "local" / "gmm.json").read_text())
     b = json.loads((tmp_path / "beam" / "gmm.json").read_text())
     assert a["private"] is False and b["private"] is False

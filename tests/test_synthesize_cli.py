@@ -98,3 +98,19 @@ def test_rejected_rows_are_counted_and_written_only_on_request(tmp_path, capsys)
     assert written.num_rows == 120
     assert sorted(set(written.column("reject_reason").to_pylist())) == ["missing_embedding", "non_finite",
                                                                          "wrong_dimension"]
+
+
+def test_beam_job_labels_go_to_beam_and_class_labels_stay_ours():
+    from beam_pipeline import options, synthesize as _  # noqa: F401  (the real parser's flags)
+
+    parser = options.make_parser("t", "t")
+    options.add_synthesis_arguments(parser)
+    args, rest = parser.parse_known_args(["--output", "o", "--epsilon", "1", "--delta", "1e-5",
+                                          "--labels", '{"airflow-version": "v3"}', "--class-labels", "a,b"])
+    rest = options.forward_job_labels(args, rest)
+    assert rest == ['--labels={"airflow-version": "v3"}']
+    assert options.config_from_args(args).labels == ("a", "b")
+    args, _ = parser.parse_known_args(["--output", "o", "--epsilon", "1", "--delta", "1e-5",
+                                       "--labels", "a,b", "--class-labels", "c"])
+    with pytest.raises(Exception, match="once"):
+        options.forward_job_labels(args, [])
