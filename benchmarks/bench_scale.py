@@ -127,9 +127,10 @@ def _run_beam(args, paths: list[Path]) -> dict:
     if len(paths) not in (1, len(list(paths[0].parent.glob("part-*.parquet")))):
         raise SystemExit("sizes between one shard and the whole set are not supported")
 
-    def read_tables(pipeline):
-        # element: pyarrow.Table of one row group (20,000 rows x 384-d)
-        return pipeline | "ReadParquet" >> beam.io.ReadFromParquetBatched(pattern)
+    def read_tables(pipeline, name=""):
+        # element: pyarrow.Table of one row group (20,000 rows x 384-d); one read per pass,
+        # as `dpsynth synthesize` does for Parquet input (bounded worker memory)
+        return pipeline | f"ReadParquet{name}" >> beam.io.ReadFromParquetBatched(pattern)
 
     cluster = None
     dask_address = args.dask_address
@@ -143,7 +144,7 @@ def _run_beam(args, paths: list[Path]) -> dict:
         options = PipelineOptions(_beam_options(args.runner, args.job_endpoint, dask_address))
         with tempfile.TemporaryDirectory(dir=args.workdir) as out:
             summary = run_synthesis_job(read_tables, _config(args), os.path.join(out, "synthetic"), options,
-                                        dimension=DIM, label_type=pa.int64())
+                                        dimension=DIM, label_type=pa.int64(), reread_input=read_tables)
         return {"diagnostics": summary.diagnostics, "synthetic_rows": int(sum(summary.rows_per_class))}
     finally:
         if cluster is not None:
