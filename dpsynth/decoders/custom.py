@@ -46,7 +46,7 @@ class TorchScriptDecoder(Decoder):
     def decode(self, embeddings: np.ndarray) -> np.ndarray:
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(embeddings, dtype=np.float32)).to(self.device)
+        x = torch.from_numpy(np.array(embeddings, dtype=np.float32, order="C")).to(self.device)  # a writable copy
         with torch.inference_mode():
             out = self.model(x)
         return to_uint8(to_image_layout(out.float().cpu().numpy(), len(embeddings), self.name))

@@ -50,15 +50,29 @@ DEFAULT_LR = 0.3
 DEFAULT_TV_WEIGHT = 1e-3
 
 
-@functools.lru_cache(maxsize=1)
 def scattering():
-    """The encoder's transform, built once per process (building its filters takes seconds).
+    """A fresh instance of the encoder's transform (building its filters takes a moment).
 
     kymatio's top-level import fails with current SciPy; the torch frontend imports cleanly.
     """
     from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
 
     return ScatteringTorch2D(J=J, shape=(SIZE, SIZE))
+
+
+@functools.lru_cache(maxsize=1)
+def _differentiable_transform():
+    """The decoder's own instance, built and first run with autograd on.
+
+    Not shared: an instance first run under torch.inference_mode caches
+    inference tensors that autograd then refuses.
+    """
+    import torch
+
+    with torch.enable_grad(), torch.inference_mode(False):
+        transform = scattering()
+        transform(torch.zeros(1, SIZE, SIZE, requires_grad=True))
+    return transform
 
 
 def public_scale() -> float:
@@ -69,7 +83,7 @@ def public_scale() -> float:
     digits = torch.from_numpy(load_digits().images.astype(np.float32) / 16.0)[:, None]
     images = torch.nn.functional.interpolate(digits, size=(SIZE, SIZE), mode="bilinear",
                                              align_corners=False)[:, 0]
-    with torch.inference_mode():
+    with torch.no_grad():
         norms = scattering()(images).reshape(len(images), -1).norm(dim=1)
     return float(norms.median())
 
@@ -115,24 +129,30 @@ class ScatterNetInversion(Decoder):
         return np.where(norms > 0, e * (self.scale / np.maximum(norms, 1e-30)), 0.0).astype(np.float32)
 
     def invert(self, embeddings: np.ndarray) -> np.ndarray:
-        """Float images [b, 28, 28] in [0, 1] (before stretching)."""
+        """Float images [b, 28, 28] in [0, 1] (before stretching); works inside no_grad callers too."""
         import torch
 
-        transform = scattering()
         target = torch.from_numpy(self.targets(embeddings))  # [b, 3969]
-        b = target.shape[0]
-        if b == 0:
+        if target.shape[0] == 0:
             return np.zeros((0, SIZE, SIZE), np.float32)
+        with torch.inference_mode(False), torch.enable_grad():
+            return self._optimise(_differentiable_transform(), target)
+
+    def _optimise(self, transform, target):
+        import torch
+
+        b = target.shape[0]
         # Upsampled low-pass channel, divided by the brightness a constant image
         # gets from it, is the starting guess (already [b, 28, 28]).
         lowpass = target.reshape(b, CHANNELS, SPATIAL, SPATIAL)[:, :1]
-        unit = transform(torch.ones(1, SIZE, SIZE))[0, 0].mean()
+        with torch.no_grad():
+            unit = transform(torch.ones(1, SIZE, SIZE))[0, 0].mean()
         guess = torch.nn.functional.interpolate(lowpass / unit, size=(SIZE, SIZE), mode="bilinear",
                                                 align_corners=False)[:, 0]
         z = torch.logit(guess.clamp(0.02, 0.98)).detach().requires_grad_(True)
         optimiser = torch.optim.Adam([z], lr=self.lr)
         for _ in range(self.steps):
-            x = torch.sigmoid(z)
+            x = torch.sigmoid(z)  # [b, 28, 28] pixels in (0, 1)
             fit = (transform(x).reshape(b, -1) - target).pow(2).sum()
             tv = (x[:, 1:, :] - x[:, :-1, :]).abs().sum() + (x[:, :, 1:] - x[:, :, :-1]).abs().sum()
             loss = fit + self.tv_weight * tv
