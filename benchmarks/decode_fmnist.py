@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="CNN training seeds per image set")
     parser.add_argument("--cache", help="npz with train_x (raw scattering features) and train_y")
     parser.add_argument("--no-reference", action="store_true", help="skip decoding real embeddings")
+    parser.add_argument("--no-real-images", action="store_true", help="skip the CNN on real training images")
+    parser.add_argument("--json", default=str(RESULTS / "decode_fmnist.json"), help="results file")
     args = parser.parse_args()
 
     import torch
@@ -148,7 +150,7 @@ def main() -> None:
     from dpsynth.params import SynthesisConfig
 
     RESULTS.mkdir(exist_ok=True)
-    out_json = RESULTS / "decode_fmnist.json"
+    out_json = Path(args.json)
     data = load_fmnist()
     train_images, train_y = data["train"]
     test_x, test_y = data["test"]
@@ -182,10 +184,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     real_rows = np.concatenate([rng.choice(np.flatnonzero(train_y == c), args.per_class, replace=False)
                                 for c in range(10)])
-    record("real-images", None, train_images[real_rows], train_y[real_rows])
+    if not args.no_real_images:
+        record("real-images", None, train_images[real_rows], train_y[real_rows])
     with tempfile.TemporaryDirectory(prefix="decode-fmnist-") as tmp:
         work = Path(tmp)
-        for epsilon in [float(e) for e in args.epsilons.split(",")]:
+        for epsilon in [float(e) for e in args.epsilons.split(",") if e.strip()]:
             t0 = time.time()
             config = SynthesisConfig(epsilon=epsilon, delta=1e-5, labels=tuple(range(10)),
                                      num_samples=10 * args.per_class, class_balance="balanced")

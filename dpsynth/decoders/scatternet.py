@@ -124,9 +124,9 @@ class ScatterNetInversion(Decoder):
         e = np.asarray(embeddings, dtype=np.float32)
         if e.ndim != 2 or e.shape[1] != DIMENSION:
             raise ValueError(f"expected embeddings [b, {DIMENSION}], got {e.shape}")
-        e = np.nan_to_num(e, nan=0.0, posinf=0.0, neginf=0.0)
+        e = np.nan_to_num(e, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float64)
         norms = np.linalg.norm(e, axis=1, keepdims=True)
-        return np.where(norms > 0, e * (self.scale / np.maximum(norms, 1e-30)), 0.0).astype(np.float32)
+        return np.where(norms > 0, e / np.maximum(norms, 1e-300) * self.scale, 0.0).astype(np.float32)
 
     def invert(self, embeddings: np.ndarray) -> np.ndarray:
         """Float images [b, 28, 28] in [0, 1] (before stretching); works inside no_grad callers too."""
