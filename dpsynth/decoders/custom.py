@@ -33,9 +33,11 @@ def to_image_layout(output: np.ndarray, count: int, name: str) -> np.ndarray:
 
 
 class TorchScriptDecoder(Decoder):
-    def __init__(self, path: str, device: str = "cpu") -> None:
+    def __init__(self, path: str, device: Optional[str] = None) -> None:
         import torch
 
+        # A GPU worker decodes on its GPU; elsewhere the CPU.
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.path, self.device = path, device
         self.name = f"torchscript:{path}"
         self.model = torch.jit.load(path, map_location=device).eval()
