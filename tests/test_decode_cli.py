@@ -27,6 +27,15 @@ class _Decoder8(torch.nn.Module):
         return torch.sigmoid(self.linear(x)).reshape(-1, 1, 6, 5)
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Two torch threads on the shared 2-core machine ran several times slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 @pytest.fixture(scope="module")
 def decoder_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "decoder.pt"

@@ -12,6 +12,15 @@ from dpsynth.decoders.scatternet import DIMENSION, PUBLIC_SCALE, ScatterNetInver
 from dpsynth.errors import UserError
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Two torch threads on the shared 2-core machine ran several times slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 @pytest.fixture(scope="module")
 def digits():
     """Four public digits (scikit-learn), 28x28 in [0, 1], and their unit scattering embeddings."""
