@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip decoding real embeddings")
     parser.add_argument("--no-real-images", action="store_true", help="skip the CNN on real training images")
     parser.add_argument("--json", default=str(RESULTS / "decode_fmnist.json"), help="results file")
+    parser.add_argument("--tag", default="", help="suffix of the contact sheets' names")
     args = parser.parse_args()
 
     import torch
@@ -175,7 +176,7 @@ def main() -> None:
                  "images_per_second": None if decode_seconds is None else len(labels) / decode_seconds,
                  **(extra or {})}
         results["runs"].append(entry)
-        sheet(images, labels, RESULTS / f"decode_fmnist_{name}.png")
+        sheet(images, labels, RESULTS / f"decode_fmnist_{name}{args.tag}.png")
         out_json.write_text(json.dumps(results, indent=2))
         rate = "" if decode_seconds is None else f", decoded at {entry['images_per_second']:.2f} images/s"
         print(f"{name}: CNN accuracy {100 * entry['accuracy_mean']:.1f} +- {100 * entry['accuracy_std']:.1f} "
