@@ -51,6 +51,8 @@ def _footer(path: str) -> pq.ParquetFile:
 
 def inspect_parquet(pattern: str, embedding_column: str, label_column: str, extra_columns: tuple[str, ...] = (),
                     dimension: Optional[int] = None) -> ParquetInput:
+    if dimension is not None and dimension < 1:
+        raise UserError(f"--dimension must be a positive integer, got {dimension}")
     files = match_files(pattern)
     schema = None
     num_rows = 0

@@ -7,7 +7,6 @@ so the same command runs on DirectRunner, Dataflow, Flink or Dask.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -37,9 +36,12 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="output directory (local or gs://); must not exist")
     parser.add_argument("--epsilon", type=float, required=True, help="total privacy budget epsilon (> 0)")
     parser.add_argument("--delta", type=float, required=True, help="total delta, in (0, 1); typically < 1/n")
-    labels = parser.add_mutually_exclusive_group()
-    labels.add_argument("--labels", help="public label set, comma-separated; omitted: DP label discovery")
-    labels.add_argument("--labels-file", help="file with the public label set, one label per line")
+    parser.add_argument("--labels",
+                        help="public label set, comma-separated; omitted: DP label discovery. A value that "
+                             "is a Beam/Dataflow job-labels value (a JSON object, or key=value) is passed to "
+                             "Beam instead; schedulers that always set job labels should use --class-labels")
+    parser.add_argument("--class-labels", help="the same as --labels, never taken for Beam's job labels")
+    parser.add_argument("--labels-file", help="file with the public label set, one label per line")
     parser.add_argument("--label-column", default="label", help="label column (int or string)")
     parser.add_argument("--num-samples", type=int, help="synthetic rows in all (default: about as many as "
                                                        "the private rows, from the noisy counts)")
@@ -61,6 +63,26 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
 
 
+def forward_job_labels(args: argparse.Namespace, beam_args: list[str]) -> list[str]:
+    """Hand Beam's own --labels (Dataflow job labels) back to Beam.
+
+    Beam's Google Cloud options also define --labels, as JSON ({"team": "x"})
+    or key=value; Airflow's Beam operator always sets it. Such a value is never
+    a comma-separated class label set, so it goes to Beam untouched.
+    """
+    value = args.labels
+    if value is not None and (value.lstrip().startswith("{") or "=" in value):
+        args.labels = None
+        beam_args = [*beam_args, f"--labels={value}"]
+    given = [flag for flag, v in (("--labels", args.labels), ("--class-labels", args.class_labels),
+                                  ("--labels-file", args.labels_file)) if v is not None]
+    if len(given) > 1:
+        raise UserError(f"give the label set once, not with {' and '.join(given)}")
+    if args.class_labels is not None:
+        args.labels = args.class_labels
+    return beam_args
+
+
 def read_labels(args: argparse.Namespace, labels_are_integers: bool) -> Optional[tuple]:
     if args.labels is not None:
         return parse_label_list(args.labels, labels_are_integers)
@@ -80,8 +102,6 @@ def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False
         covariance=args.covariance, num_samples=args.num_samples, class_balance=args.class_balance,
         privacy_unit_column=args.privacy_unit_column, allow_large_delta=args.allow_large_delta)
     if config.epsilon > LARGE_EPSILON:
-        logging.getLogger("dpsynth").warning(
-            "epsilon=%g is above %g: the privacy guarantee is weak", config.epsilon, LARGE_EPSILON)
         print(f"dpsynth: warning: epsilon={config.epsilon:g} is above {LARGE_EPSILON:g}; "
               "the privacy guarantee is weak", file=sys.stderr)
     return config

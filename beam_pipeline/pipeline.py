@@ -7,7 +7,7 @@ batches; nothing but released values crosses from one pass to the next.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import apache_beam as beam
 import pyarrow as pa
@@ -17,6 +17,7 @@ from dpsynth.calibration import ReleasePlan
 from dpsynth.params import SynthesisConfig
 from dpsynth.validation import REJECT_REASON_COLUMN
 from transforms.labels import DiscoverLabels
+from transforms.privacy_units import BoundPrivacyUnits
 from transforms.release import ReleasePass
 from transforms.sample import SampleSynthetic, mixture_json, synthetic_schema, write_json
 from transforms.validate import DIAGNOSTICS_TAG, REJECTED_TAG, SumCountsFn, ValidateAndBoundFn
@@ -57,27 +58,58 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def build_synthesis(tables: beam.PCollection, config: SynthesisConfig, plan: ReleasePlan, *,
                     embedding_column: str, label_column: str, label_type: pa.DataType,
-                    input_schema: Optional[pa.Schema], paths: JobPaths) -> None:
-    """Attach the whole DP synthesis to a PCollection[pa.Table] of private rows."""
+                    input_schema: Optional[pa.Schema], paths: JobPaths,
+                    reread_input: Optional[Callable[[str], beam.PCollection]] = None) -> None:
+    """Attach the whole DP synthesis to a PCollection[pa.Table] of private rows.
+
+    reread_input(pass_name), when given, is a fresh read of the same input:
+    each later pass then reads and validates the input again instead of
+    re-reading one materialised copy of every validated row. That keeps a
+    worker's memory at one batch plus O(k d) state whatever n is (a runner
+    otherwise holds the validated rows, pickled, for all passes). It suits
+    inputs that are cheap to read again (Parquet), not ones that must be
+    embedded again (`generate`), and is not used with a privacy-unit column,
+    whose one-record-per-unit sample must be the same in every pass.
+    """
     pipeline = tables.pipeline
+    # --- user-level privacy (issue 6): one random record per unit, before any aggregation
+    unit_streams = None
+    if config.privacy_unit_column:
+        # {"tables": pa.Table of kept rows, "rejected": pa.Table, "diagnostics": {counter: n}}
+        unit_streams = tables | "BoundPrivacyUnits" >> BoundPrivacyUnits(
+            config.privacy_unit_column, input_schema, config.noise_seed)
+        tables = unit_streams["tables"]
+    # --- end user-level privacy
     if config.labels is not None:
         # (label, ...): the public label set, one element
         labels = pipeline | "PublicLabels" >> beam.Create([tuple(config.labels)])
     else:
         labels = tables | "DiscoverLabels" >> DiscoverLabels(label_column, plan, config)
+    def validate(counted: bool) -> ValidateAndBoundFn:
+        return ValidateAndBoundFn(embedding_column, label_column, plan.dimension, config.radius, config.clip_mode,
+                                  count_metrics=counted)
+
+    label_set = beam.pvalue.AsSingleton(labels)
     # ValidBatch (main), rejected pa.Table, {counter: n}
-    validated = tables | "ValidateAndBound" >> beam.ParDo(
-        ValidateAndBoundFn(embedding_column, label_column, plan.dimension, config.radius, config.clip_mode),
-        labels=beam.pvalue.AsSingleton(labels)).with_outputs(REJECTED_TAG, DIAGNOSTICS_TAG, main="valid")
+    validated = tables | "ValidateAndBound" >> beam.ParDo(validate(True), labels=label_set).with_outputs(
+        REJECTED_TAG, DIAGNOSTICS_TAG, main="valid")
     batches = validated.valid
+    reread = reread_input if reread_input is not None and not config.privacy_unit_column else None
     # RunState: released facts so far and the next pass's partition of each class
     state = labels | "InitialState" >> beam.Map(algorithm.initial_state, plan=plan)
-    for name in pass_names(config):
-        # A fusion break per pass: without it Beam's FnApiRunner fuses the
-        # passes' readers of `batches` into one stage whose side inputs depend
-        # on that same stage, and stalls ("watermark-pending bundles").
-        reread = batches | f"Reread[{name}]" >> beam.Reshuffle()
-        state = reread | f"Pass[{name}]" >> ReleasePass(state, plan, config)
+    for index, name in enumerate(pass_names(config)):
+        if reread is not None and index > 0:
+            # ValidBatch from this pass's own read of the input (counted once, above)
+            pass_batches = (reread(name) | f"Validate[{name}]" >> beam.ParDo(validate(False), labels=label_set)
+                            .with_outputs(REJECTED_TAG, DIAGNOSTICS_TAG, main="valid")).valid
+        elif reread is not None:
+            pass_batches = batches
+        else:
+            # A fusion break per pass: without it Beam's FnApiRunner fuses the
+            # passes' readers of `batches` into one stage whose side inputs depend
+            # on that same stage, and stalls ("watermark-pending bundles").
+            pass_batches = batches | f"Reread[{name}]" >> beam.Reshuffle()
+        state = pass_batches | f"Pass[{name}]" >> ReleasePass(state, plan, config)
     # gmm.json: the released mixture
     _ = (state | "MixtureJson" >> beam.Map(mixture_json)
          | "WriteMixture" >> beam.Map(write_json, paths.gmm_json))
@@ -87,11 +119,15 @@ def build_synthesis(tables: beam.PCollection, config: SynthesisConfig, plan: Rel
          | "WriteSynthetic" >> beam.io.WriteToParquetBatched(
              paths.synthetic_prefix, synthetic_schema(label_type), file_name_suffix=".parquet",
              shard_name_template=SHARD_TEMPLATE))
+    diagnostics, rejected = validated[DIAGNOSTICS_TAG], validated[REJECTED_TAG]
+    if unit_streams is not None:
+        diagnostics = (diagnostics, unit_streams["diagnostics"]) | "AllDiagnostics" >> beam.Flatten()
+        rejected = (rejected, unit_streams["rejected"]) | "AllRejected" >> beam.Flatten()
     # {counter: n} exact diagnostics for the data owner's report
-    _ = (validated[DIAGNOSTICS_TAG] | "SumDiagnostics" >> beam.CombineGlobally(SumCountsFn())
+    _ = (diagnostics | "SumDiagnostics" >> beam.CombineGlobally(SumCountsFn())
          | "WriteDiagnostics" >> beam.Map(write_json, paths.diagnostics_json))
     if paths.rejected_prefix is not None and input_schema is not None:
         schema = rejected_schema(input_schema)
-        _ = (validated[REJECTED_TAG] | "ConformRejected" >> beam.Map(conform, schema)
+        _ = (rejected | "ConformRejected" >> beam.Map(conform, schema)
              | "WriteRejected" >> beam.io.WriteToParquetBatched(
                  paths.rejected_prefix, schema, file_name_suffix=".parquet", shard_name_template=SHARD_TEMPLATE))

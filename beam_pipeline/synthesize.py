@@ -29,7 +29,7 @@ from beam_pipeline import inputs, options
 from beam_pipeline.outputs import StagedOutput
 from beam_pipeline.pipeline import (SHARD_TEMPLATE, SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform,
                                     rejected_schema)
-from transforms.sample import synthetic_schema, write_json
+from transforms.sample import synthetic_table, write_json
 
 LOG = logging.getLogger("dpsynth")
 DIAGNOSTICS_FILE = "_diagnostics.json"
@@ -78,8 +78,8 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
                            rejected.final_dir if rejected else None)
     with FileSystems.create(staging.path("report.md")) as handle:
         handle.write(report.encode())
-    FileSystems.delete([staging.path(DIAGNOSTICS_FILE)]) if FileSystems.exists(
-        staging.path(DIAGNOSTICS_FILE)) else None
+    if FileSystems.exists(staging.path(DIAGNOSTICS_FILE)):
+        FileSystems.delete([staging.path(DIAGNOSTICS_FILE)])  # exact counts: the report holds them, marked
     if rejected is not None:
         rejected.publish()
     staging.publish()
@@ -90,7 +90,9 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
                       output_dir: str, pipeline_options: PipelineOptions, *, dimension: int,
                       label_type: pa.DataType, embedding_column: str = "embedding", label_column: str = "label",
                       input_schema: Optional[pa.Schema] = None, rejected_output: Optional[str] = None,
-                      overwrite: bool = False) -> JobSummary:
+                      overwrite: bool = False,
+                      reread_input: Optional[Callable[[beam.Pipeline, str], beam.PCollection]] = None
+                      ) -> JobSummary:
     """Build, run and publish the DP synthesis pipeline.
 
     read_tables(pipeline) must return a PCollection of pyarrow Tables with the
@@ -98,6 +100,8 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
     (of `label_type`). dimension and label_type are public facts (the
     encoder's output size, the label column's type) needed before any row is
     read. Raises UserError (e.g. a budget that cannot be met) before any work.
+    reread_input(pipeline, pass_name), when given, reads the same input again
+    for each pass (see build_synthesis): bounded worker memory for big inputs.
     """
     plan = plan_releases(config, dimension, discover_labels=config.labels is None)
     staging = StagedOutput(output_dir, overwrite)
@@ -111,7 +115,8 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
         pipeline = beam.Pipeline(options=pipeline_options)
         tables = read_tables(pipeline)
         build_synthesis(tables, config, plan, embedding_column=embedding_column, label_column=label_column,
-                        label_type=label_type, input_schema=input_schema, paths=paths)
+                        label_type=label_type, input_schema=input_schema, paths=paths,
+                        reread_input=None if reread_input is None else (lambda name: reread_input(pipeline, name)))
         result = pipeline.run()
         result.wait_until_finish()
         return _finalize(staging, rejected, plan.ledger, config)
@@ -126,6 +131,8 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
                   overwrite: bool = False) -> JobSummary:
     """The same job in one process with plain numpy (`--runner local`): the reference."""
     columns = [embedding_column, label_column]
+    if config.privacy_unit_column:  # user-level privacy: the reference bounds units itself
+        columns.append(config.privacy_unit_column)
     tables = []
     for path in input_info.files:
         with FileSystems.open(path) as handle:
@@ -136,19 +143,20 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
     try:
         write_json(result.mixture.to_json(), staging.path("gmm.json"))
         label_type = input_info.label_type
-        synthetic = pa.table({"label": pa.array(result.synthetic_labels.tolist(), label_type),
-                              "embedding": pa.array(list(result.synthetic_embeddings), pa.list_(pa.float32())),
-                              "component": pa.array(result.synthetic_components, pa.int32())},
-                             schema=synthetic_schema(label_type))
+        synthetic = synthetic_table(result.synthetic_labels.tolist(), result.synthetic_embeddings,
+                                    result.synthetic_components, label_type)
         with FileSystems.create(staging.path(f"{SYNTHETIC_PREFIX}-00000-of-00001.parquet")) as handle:
             pq.write_table(synthetic, handle)
         diagnostics = {f"rejected_{k}": v for k, v in result.reject_counts.items()}
-        diagnostics.update(rows_read=sum(t.num_rows for t in tables), rows_clipped=result.clipped_rows,
-                           rows_valid=sum(t.num_rows for t in tables) - sum(result.reject_counts.values()))
+        used = result.bounded_tables if result.bounded_tables is not None else tables
+        rows_read = sum(t.num_rows for t in used)
+        diagnostics.update(rows_read=rows_read, rows_clipped=result.clipped_rows, **result.unit_counts,
+                           rows_valid=rows_read - sum(n for reason, n in result.reject_counts.items()
+                                                      if reason != "missing_privacy_unit"))
         write_json(diagnostics, staging.path(DIAGNOSTICS_FILE))
         if rejected is not None:
             # Re-validation gives the rejected rows themselves (the reference keeps only counts).
-            _write_local_rejected(tables, result, config, input_info, embedding_column, label_column,
+            _write_local_rejected(used, result, config, input_info, embedding_column, label_column,
                                   rejected.path(f"rejected-00000-of-00001.parquet"))
         return _finalize(staging, rejected, result.ledger, config)
     finally:
@@ -161,9 +169,11 @@ def _write_local_rejected(tables, result, config, input_info, embedding_column, 
     from dpsynth.validation import InputSpec, validate_table
     labels = tuple(c.label for c in result.mixture.classes)
     spec = InputSpec(embedding_column, label_column, input_info.dimension, labels, config.radius, config.clip_mode)
-    schema = rejected_schema(pa.schema([input_info.schema.field(embedding_column),
-                                        input_info.schema.field(label_column)]))
+    columns = [embedding_column, label_column] + ([config.privacy_unit_column] if config.privacy_unit_column else [])
+    schema = rejected_schema(pa.schema([input_info.schema.field(c) for c in columns]))
     parts = [conform(r.rejected, schema) for r in (validate_table(t, spec) for t in tables) if r.rejected is not None]
+    if result.unit_rejected is not None:
+        parts.append(conform(result.unit_rejected, schema))
     with FileSystems.create(path) as handle:
         pq.write_table(pa.concat_tables(parts) if parts else schema.empty_table(), handle)
 
@@ -175,7 +185,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dimension", type=int, help="embedding size (default: from the schema or first row)")
     options.add_synthesis_arguments(parser)
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    local, beam_args = options.split_runner(beam_args)
+    local, beam_args = options.split_runner(options.forward_job_labels(args, beam_args))
     extra = (args.privacy_unit_column,) if args.privacy_unit_column else ()
     info = inputs.inspect_parquet(args.input, args.embedding_column, args.label_column, extra, args.dimension)
     config = options.config_from_args(args, info.labels_are_integers)
@@ -187,12 +197,23 @@ def run(argv: Sequence[str] | None = None) -> int:
     else:
         columns = [args.embedding_column, args.label_column, *extra]
         schema = pa.schema([info.schema.field(c) for c in columns])
+        def read(pipeline: beam.Pipeline, name: str = "") -> beam.PCollection:
+            label = f"ReadParquet[{name}]" if name else "ReadParquet"
+            return pipeline | label >> beam.io.ReadFromParquetBatched(args.input, columns=columns)
+
         summary = run_synthesis_job(
-            lambda p: p | "ReadParquet" >> beam.io.ReadFromParquetBatched(args.input, columns=columns),
+            read,
             config, args.output, PipelineOptions(beam_args), dimension=info.dimension,
             label_type=info.label_type, embedding_column=args.embedding_column, label_column=args.label_column,
-            input_schema=schema, rejected_output=args.rejected_output, overwrite=args.overwrite)
+            input_schema=schema, rejected_output=args.rejected_output, overwrite=args.overwrite,
+            reread_input=read)
     print(summary.describe())
+    rejected = sum(n for name, n in summary.diagnostics.items() if name.startswith("rejected_"))
+    if rejected:
+        # Never a silent drop: the data owner hears about malformed rows on the console too.
+        where = f"; the rows are in {args.rejected_output}" if args.rejected_output else ""
+        print(f"dpsynth: warning: {rejected} input rows were rejected as malformed (counts by reason in "
+              f"report.md{where})", file=sys.stderr)
     return 0
 
 

@@ -131,7 +131,8 @@ class SimHash:
         return 1 << len(self.directions)
 
     def keys(self, X: np.ndarray) -> np.ndarray:
-        bits = ((X - self.centre) @ self.directions.T) > 0
+        # In the rows' own precision (float32): no float64 copy of the batch.
+        bits = ((X - self.centre.astype(X.dtype)) @ self.directions.T.astype(X.dtype)) > 0
         return bits.astype(np.int64) @ (1 << np.arange(len(self.directions), dtype=np.int64))
 
 
@@ -146,7 +147,8 @@ class NearestCentre:
         return len(self.centres)
 
     def keys(self, X: np.ndarray) -> np.ndarray:
-        distances = np.sum(self.centres**2, axis=1)[None, :] - 2.0 * (X @ self.centres.T)
+        centres = self.centres.astype(X.dtype)
+        distances = np.sum(centres**2, axis=1)[None, :] - 2.0 * (X @ centres.T)
         return np.argmin(distances, axis=1)
 
 

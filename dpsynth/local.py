@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from dpsynth import algorithm, clustering, gmm
+from dpsynth import algorithm, clustering, gmm, privacy_units
 from dpsynth.accounting import PrivacyLedger
 from dpsynth.calibration import ReleasePlan, plan_releases
 from dpsynth.errors import UserError
@@ -31,6 +31,11 @@ class LocalResult:
     ledger: PrivacyLedger
     reject_counts: dict[str, int]
     clipped_rows: int
+    # User-level privacy (--privacy-unit-column): counters, rows without a unit
+    # id, and the one-row-per-unit tables that were actually used.
+    unit_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    unit_rejected: Optional[pa.Table] = None
+    bounded_tables: Optional[list[pa.Table]] = None
 
 
 def synthesize_arrays(embeddings: np.ndarray, labels: Sequence[Any] | np.ndarray,
@@ -51,6 +56,12 @@ def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embed
     if not tables or sum(t.num_rows for t in tables) == 0:
         raise UserError("the input holds no rows")
     check_schema(tables[0].schema, embedding_column, label_column)
+    unit_counts: dict[str, int] = {}
+    unit_rejected = None
+    if config.privacy_unit_column:
+        # User-level privacy: one random record per unit, before any aggregation.
+        tables, unit_rejected, unit_counts = privacy_units.bound_units(tables, config.privacy_unit_column,
+                                                                       config.noise_seed)
     if dimension is None:
         dimension = next((d for d in (infer_dimension(t, embedding_column) for t in tables) if d), None)
     if not dimension:
@@ -74,7 +85,10 @@ def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embed
         clipped += result.clipped
     mixture = fit_local(batches, spec.labels, plan, config, source)
     X, y, component = sample_local(mixture, config)
-    return LocalResult(X, y, component, mixture, plan.ledger, dict(rejects), clipped)
+    if unit_rejected is not None:
+        rejects[privacy_units.MISSING_UNIT_REASON] += unit_rejected.num_rows
+    return LocalResult(X, y, component, mixture, plan.ledger, dict(rejects), clipped, unit_counts, unit_rejected,
+                       tables if config.privacy_unit_column else None)
 
 
 def fit_local(batches: list[ValidBatch], labels: tuple[Any, ...], plan: ReleasePlan, config: SynthesisConfig,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from dpsynth.errors import UserError
 
@@ -117,6 +117,3 @@ def _require(condition: bool, message: str) -> None:
     if not condition:
         raise UserError(message)
 
-
-def labels_tuple(labels: Optional[Sequence[Any]]) -> Optional[tuple[Any, ...]]:
-    return None if labels is None else tuple(labels)

@@ -17,13 +17,15 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
     spent = "not private" if ledger.spent_epsilon == float("inf") else f"{ledger.spent_epsilon:.4f}"
     lines += ["## Privacy", "",
               f"- target: epsilon = {ledger.target_epsilon:g}, delta = {ledger.target_delta:g} "
-              "(add/remove one record)",
+              + ("(add/remove one privacy unit: each unit kept one record)" if "unit_rows_read" in diagnostics
+                 else "(add/remove one record)"),
               f"- spent (PLD accounting over {len(ledger.mechanisms)} mechanisms): epsilon = {spent}",
               "- every released number below is a post-processing of noisy aggregates; "
               "the mechanisms are listed in privacy.json", "",
               "## Released mixture", "",
-              f"dimension {mixture.dimension}, radius {mixture.radius:g}, rows {mixture.clip_mode}d, "
-              f"{mixture.covariance} covariances", "",
+              f"dimension {mixture.dimension}; rows "
+              f"{'normalised onto the sphere' if mixture.clip_mode == 'normalize' else 'clipped into the ball'}"
+              f" of radius {mixture.radius:g}; {mixture.covariance} covariances", "",
               "| label | noisy count | components | synthetic rows | note |",
               "|---|---|---|---|---|"]
     for cls, rows in zip(mixture.classes, rows_per_class):
@@ -38,7 +40,15 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
               "must be removed before this report is shared.", "",
               f"- rows read: {diagnostics.get('rows_read', 0)}",
               f"- rows used: {diagnostics.get('rows_valid', 0)}",
-              f"- rows whose norm exceeded the radius (scaled down): {diagnostics.get('rows_clipped', 0)}", "",
+              f"- rows whose norm exceeded the radius (scaled down): {diagnostics.get('rows_clipped', 0)}"]
+    if "unit_rows_read" in diagnostics:
+        # User-level privacy: rows read from the input, then one per privacy unit.
+        dropped = diagnostics.get("unit_extra_rows_dropped", diagnostics["unit_rows_read"]
+                                  - diagnostics.get("unit_rows_kept", 0)
+                                  - diagnostics.get("rejected_missing_privacy_unit", 0))
+        lines += [f"- rows in the input before privacy-unit bounding: {diagnostics['unit_rows_read']}",
+                  f"- extra rows of a privacy unit, not used (one row per unit is kept): {dropped}"]
+    lines += ["",
               "| rejected for | rows |", "|---|---|"]
     for reason in REJECT_REASONS:
         lines.append(f"| {reason} | {diagnostics.get('rejected_' + reason, 0)} |")

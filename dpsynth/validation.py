@@ -19,7 +19,9 @@ from dpsynth.errors import UserError
 REJECT_REASON_COLUMN = "reject_reason"
 # Checked in this order; a row gets the first reason that applies.
 REJECT_REASONS = ("missing_embedding", "non_numeric", "wrong_dimension", "non_finite", "zero_norm",
-                  "missing_label", "unknown_label")
+                  "missing_label", "unknown_label",
+                  # set before validation, by privacy-unit bounding (dpsynth.privacy_units)
+                  "missing_privacy_unit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +78,13 @@ def check_schema(schema: pa.Schema, embedding_column: str, label_column: str) ->
     embedding_type = schema.field(embedding_column).type
     if not is_list_type(embedding_type) or not _numeric_values(embedding_type):
         raise UserError(f"column {embedding_column!r} must be a list of numbers, found {embedding_type}")
+    label_type = schema.field(label_column).type
+    if not (pa.types.is_integer(label_type) or pa.types.is_string(label_type)
+            or pa.types.is_large_string(label_type)):
+        # Any other type (float, bool, dictionary) could never match the label
+        # set, so every row would be rejected as unknown_label.
+        raise UserError(f"column {label_column!r} (--label-column) must hold integers or strings, "
+                        f"found {label_type}")
 
 
 def validate_table(table: pa.Table, spec: InputSpec) -> ValidationResult:

@@ -5,6 +5,7 @@ import json
 from typing import Any, Iterator, Optional
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
@@ -26,10 +27,14 @@ def _sample_chunk(chunk: tuple[int, int, int], state: RunState, label_type: pa.D
     class_index, chunk_index, rows = chunk
     mixture = state.mixture
     X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(noise_seed, class_index, chunk_index))
-    label = mixture.classes[class_index].label
-    return pa.table({"label": pa.array([label] * rows, label_type),
-                     "embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1]).cast(
-                         pa.list_(pa.float32())),
+    return synthetic_table([mixture.classes[class_index].label] * rows, X, component, label_type)
+
+
+def synthetic_table(labels: list, X: np.ndarray, component: np.ndarray, label_type: pa.DataType) -> pa.Table:
+    """Synthetic rows as a pa.Table, built column-wise (no per-row Python objects)."""
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(X, np.float32).ravel()),
+                                                  X.shape[1]).cast(pa.list_(pa.float32()))
+    return pa.table({"label": pa.array(labels, label_type), "embedding": embedding,
                      "component": pa.array(component, pa.int32())}, schema=synthetic_schema(label_type))
 
 

@@ -23,7 +23,8 @@ class ValidateAndBoundFn(beam.DoFn):
     """
 
     def __init__(self, embedding_column: str, label_column: str, dimension: int, radius: float,
-                 clip_mode: str) -> None:
+                 clip_mode: str, count_metrics: bool = True) -> None:
+        self._count_metrics = count_metrics  # False for a pass's re-validation of rows counted already
         self._columns = (embedding_column, label_column)
         self._dimension = dimension
         self._radius = radius
@@ -33,7 +34,7 @@ class ValidateAndBoundFn(beam.DoFn):
         self._counters: dict[str, Any] = {}
 
     def _inc(self, name: str, value: int) -> None:
-        if value:
+        if value and self._count_metrics:
             if name not in self._counters:
                 self._counters[name] = Metrics.counter(METRICS_NAMESPACE, name)
             self._counters[name].inc(value)

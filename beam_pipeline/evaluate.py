@@ -1,0 +1,176 @@
+"""`dpsynth evaluate`: how good are the synthetic rows for training a classifier?
+
+    dpsynth evaluate --synthetic DIR --test FILE.parquet [--train FILE.parquet] [--output FILE.json]
+
+Trains the fixed two-layer MLP (dpsynth.evaluation.mlp) on DIR/synthetic-*.parquet
+and reports its accuracy on the real test rows; with --train, also the same MLP
+on real rows (the non-private ceiling). Writes JSON and markdown (same name,
+.md). This is a local, single-process step: the inputs are a synthetic set and
+a test set that fit in memory, so it needs no Beam pipeline.
+
+Test and train rows are bounded as the synthesis bounded its input (L2-normalised
+onto the sphere of radius R by default), read from DIR's JSON files when they
+say, else from --clip-mode/--radius: a classifier trained on unit-norm rows must
+be tested on unit-norm rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dpsynth.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dpsynth evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--synthetic", required=True, help="directory written by `dpsynth synthesize`")
+    p.add_argument("--test", required=True, help="Parquet file of real held-out rows")
+    p.add_argument("--train", help="Parquet file of real train rows: also report the non-private MLP")
+    p.add_argument("--output", help="JSON result path (default DIR/evaluation.json; markdown beside it)")
+    p.add_argument("--embedding-column", default="embedding")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--clip-mode", choices=("normalize", "clip", "none"),
+                   help="how to bound test/train rows (default: as recorded in DIR, else normalize)")
+    p.add_argument("--radius", type=float, help="bound radius R (default: as recorded in DIR, else 1.0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the classifier's initialisation and batches")
+    return p
+
+
+def read_embeddings(paths: list[Path], embedding_column: str, label_column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of one or more Parquet files as (float32 [n, d], labels [n])."""
+    xs, ys = [], []
+    for path in paths:
+        try:
+            table = pq.read_table(path, columns=[embedding_column, label_column])
+        except (OSError, pa.ArrowInvalid, KeyError) as exc:
+            raise UserError(f"{path}: cannot read columns {embedding_column!r}, {label_column!r}: "
+                            f"{str(exc).splitlines()[0]}") from None
+        col = table.column(embedding_column).combine_chunks()
+        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
+                or pa.types.is_fixed_size_list(col.type)):
+            raise UserError(f"{path}: column {embedding_column!r} is {col.type}, expected a list of floats")
+        if col.null_count or table.column(label_column).null_count:
+            raise UserError(f"{path}: null embeddings or labels")
+        lengths = np.asarray(col.value_lengths()) if hasattr(col, "value_lengths") else None
+        if lengths is not None and len(lengths) and (lengths.min() != lengths.max()):
+            raise UserError(f"{path}: embeddings of different lengths ({lengths.min()}..{lengths.max()})")
+        dim = int(lengths[0]) if lengths is not None and len(lengths) else col.type.list_size
+        values = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+        x = values.reshape(len(col), dim) if len(col) else np.zeros((0, dim), np.float32)
+        if not np.isfinite(x).all():
+            raise UserError(f"{path}: non-finite values in {embedding_column!r}")
+        xs.append(x)
+        ys.append(np.asarray(table.column(label_column).to_numpy(zero_copy_only=False)))
+    dims = {x.shape[1] for x in xs if len(x)}
+    if len(dims) > 1:
+        raise UserError(f"embedding dimensions differ between files: {sorted(dims)}")
+    x = np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    if len(x) == 0:
+        raise UserError(f"no rows in {', '.join(str(p) for p in paths)}")
+    return x, y
+
+
+def _find_key(obj: Any, key: str) -> Any:
+    """First value of `key` anywhere in nested JSON (the core's files may nest their config)."""
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        for value in obj.values():
+            found = _find_key(value, key)
+            if found is not None:
+                return found
+    elif isinstance(obj, list):
+        for value in obj:
+            found = _find_key(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _recorded(directory: Path) -> dict:
+    out: dict = {}
+    for name in ("privacy.json", "gmm.json"):
+        path = directory / name
+        if path.exists():
+            try:
+                out[name] = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                raise UserError(f"{path}: not valid JSON") from None
+    return out
+
+
+def bound_rows(x: np.ndarray, clip_mode: str, radius: float) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if clip_mode == "normalize":
+        return (x * (radius / np.maximum(norms, 1e-12))).astype(np.float32)
+    if clip_mode == "clip":
+        return (x * np.minimum(1.0, radius / np.maximum(norms, 1e-12))).astype(np.float32)
+    return x
+
+
+def run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from dpsynth.evaluation.mlp import train_mlp
+    from dpsynth.evaluation.report import EvaluationResult, write_report
+
+    directory = Path(args.synthetic)
+    if not directory.is_dir():
+        raise UserError(f"--synthetic {directory}: not a directory")
+    shards = sorted(directory.glob("synthetic-*.parquet"))
+    if not shards:
+        raise UserError(f"--synthetic {directory}: no synthetic-*.parquet files")
+    for flag, value in (("--test", args.test), ("--train", args.train)):
+        if value is not None and not Path(value).is_file():
+            raise UserError(f"{flag} {value}: no such file")
+    recorded = _recorded(directory)
+    clip_mode = args.clip_mode or _find_key(recorded, "clip_mode") or "normalize"
+    radius = args.radius if args.radius is not None else float(_find_key(recorded, "radius") or 1.0)
+    if radius <= 0:
+        raise UserError("--radius must be positive")
+
+    # Synthetic rows are read as the core wrote them: label, embedding list<float32>.
+    xs, ys = read_embeddings(shards, "embedding", "label")
+    xt, yt = read_embeddings([Path(args.test)], args.embedding_column, args.label_column)
+    if xt.shape[1] != xs.shape[1]:
+        raise UserError(f"test embeddings have {xt.shape[1]} dimensions, synthetic rows {xs.shape[1]}")
+    xt = bound_rows(xt, clip_mode, radius)
+    classes = np.unique(ys)
+    unseen = np.setdiff1d(np.unique(yt), classes)
+    if len(unseen):
+        # Not an error: a class the synthesis did not release is scored as a miss.
+        print(f"dpsynth evaluate: {len(unseen)} test label(s) absent from the synthetic rows "
+              f"(scored as errors): {', '.join(map(str, unseen[:5]))}")
+    clf = train_mlp(xs, ys, seed=args.seed)
+    privacy = recorded.get("privacy.json")
+    result = EvaluationResult(
+        synthetic_dir=str(directory), test_file=str(args.test), num_synthetic=len(xs), num_test=len(xt),
+        classes=[c.item() if hasattr(c, "item") else c for c in classes],
+        accuracy_synthetic=clf.accuracy(xt, yt), privacy=privacy)
+    if args.train:
+        xr, yr = read_embeddings([Path(args.train)], args.embedding_column, args.label_column)
+        if xr.shape[1] != xs.shape[1]:
+            raise UserError(f"train embeddings have {xr.shape[1]} dimensions, synthetic rows {xs.shape[1]}")
+        real = train_mlp(bound_rows(xr, clip_mode, radius), yr, seed=args.seed)
+        result.train_file, result.num_train, result.accuracy_real = str(args.train), len(xr), real.accuracy(xt, yt)
+    output = Path(args.output) if args.output else directory / "evaluation.json"
+    write_report(result, output)
+    line = f"synthetic-trained MLP: {100 * result.accuracy_synthetic:.2f}% on {len(xt)} test rows"
+    if result.accuracy_real is not None:
+        line += f"; real-trained (non-private ceiling): {100 * result.accuracy_real:.2f}%"
+    print(f"{line}\nwrote {output} and {output.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from beam_pipeline.cli import run_guarded
+
+    sys.exit(run_guarded(run, sys.argv[1:]))

@@ -1,0 +1,54 @@
+"""A public projection of embeddings to fewer dimensions, fitted on public rows only.
+
+Noise on a DP mean grows with sqrt(d), so a projection to p << d dimensions
+fitted on PUBLIC rows (never the private ones) costs no privacy and trades a
+little signal for much less noise. Every method in a comparison sees the same
+projected rows, so the comparison stays like for like.
+
+Map: x -> x / |x| (per row), minus the public mean, onto the top-p public
+principal directions, optionally divided by their public standard deviations
+(whitening: each kept direction gets equal weight, which suits a spherical
+mixture), then x / |x| again so rows lie on the unit sphere that the synthesis
+and the baselines bound to.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass(frozen=True)
+class PublicProjection:
+    mean: np.ndarray        # [d]
+    components: np.ndarray  # [d, p]
+    scale: np.ndarray       # [p]; ones unless whitened
+
+    @classmethod
+    def fit(cls, public_rows: np.ndarray, dim: int, whiten: bool = True) -> "PublicProjection":
+        x = l2_normalize(public_rows)
+        if not 1 <= dim <= min(x.shape):
+            raise ValueError(f"projection dimension {dim} must be in [1, {min(x.shape)}]")
+        mean = x.mean(axis=0)
+        if dim < min(x.shape) // 4:
+            # A full SVD of 5,000 x 3,969 rows took over 20 CPU-minutes on the
+            # shared machine; a seeded randomized SVD (Halko et al.) of the top
+            # components takes seconds and is deterministic.
+            from sklearn.utils.extmath import randomized_svd
+
+            _, s, vt = randomized_svd(x - mean, dim, n_oversamples=20, n_iter=7, random_state=0)
+        else:
+            _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+        std = s[:dim] / np.sqrt(max(len(x) - 1, 1))
+        scale = np.where(std > 1e-12, std, 1.0) if whiten else np.ones(dim)
+        return cls(mean, vt[:dim].T, scale)
+
+    def __call__(self, x: np.ndarray, batch: int = 20_000) -> np.ndarray:
+        out = [l2_normalize(((l2_normalize(x[i:i + batch]) - self.mean) @ self.components) / self.scale)
+               for i in range(0, len(x), batch)]
+        return np.concatenate(out).astype(np.float32)

@@ -1,0 +1,44 @@
+"""Shared fixtures: small synthetic embedding datasets written as Parquet."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def make_mixture_data(num_classes: int = 4, dimension: int = 8, rows: int = 2000, seed: int = 0,
+                      components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Rows from `components` well-separated Gaussians per class."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((num_classes, components, dimension))
+    labels = rng.integers(0, num_classes, rows)
+    component = rng.integers(0, components, rows)
+    X = centres[labels, component] + 0.3 * rng.standard_normal((rows, dimension))
+    return X.astype(np.float32), labels
+
+
+def embedding_table(X: np.ndarray, labels) -> pa.Table:
+    return pa.table({"embedding": pa.array(list(np.asarray(X, dtype=np.float32)), pa.list_(pa.float32())),
+                     "label": pa.array(list(labels))})
+
+
+@pytest.fixture
+def parquet_input(tmp_path: Path) -> dict:
+    """Two Parquet shards of a 4-class string-labelled dataset."""
+    X, y = make_mixture_data()
+    names = np.array(["ant", "bee", "cat", "dog"])[y]
+    table = embedding_table(X, names)
+    directory = tmp_path / "input"
+    directory.mkdir()
+    pq.write_table(table.slice(0, 1000), directory / "part-0.parquet")
+    pq.write_table(table.slice(1000), directory / "part-1.parquet")
+    return {"pattern": str(directory / "part-*.parquet"), "X": X, "labels": names,
+            "label_set": ("ant", "bee", "cat", "dog")}

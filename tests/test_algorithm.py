@@ -1,0 +1,71 @@
+"""The release step: noise scale, noise on empty keys, and the pass sequence."""
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from dpsynth import algorithm
+from dpsynth.calibration import PassNoise, plan_releases
+from dpsynth.clustering import Stats, WholeClass
+from dpsynth.noise import SecureNoise
+from dpsynth.params import SynthesisConfig
+
+FAILURE_PROBABILITY = 1e-7
+
+
+def _chi2_bounds(n: int) -> tuple[float, float]:
+    """Two-sided bounds on sum(z^2)/n for n standard normals, failing with FAILURE_PROBABILITY."""
+    lo = scipy_stats.chi2.ppf(FAILURE_PROBABILITY / 2, n) / n
+    hi = scipy_stats.chi2.isf(FAILURE_PROBABILITY / 2, n) / n
+    return lo, hi
+
+
+def test_released_noise_has_the_planned_scale_on_every_key_even_empty_ones():
+    # A class with no rows at all still gets noise on all of its keys.
+    # Failure probability of this test: at most 2 * FAILURE_PROBABILITY = 2e-7.
+    noise = PassNoise(count_sigma=3.0, sum_sigma=0.5, count_grid=2.0**-20, sum_grid=2.0**-20)
+    spec = algorithm.PassSpec(0, "test", {0: WholeClass(num_keys=4000)}, noise)
+    released = algorithm.release_class_stats(0, None, spec, dimension=10, source=SecureNoise())
+    lo, hi = _chi2_bounds(4000)
+    assert lo <= np.mean((released.count / 3.0) ** 2) <= hi
+    lo, hi = _chi2_bounds(40000)
+    assert lo <= np.mean((released.total / 0.5) ** 2) <= hi
+
+
+def test_noise_is_added_to_exact_aggregates_not_replacing_them():
+    # Failure probability: P(|N(0, 1e-3^2 * 1e6)| > 10) for 2 numbers, about 1e-20.
+    noise = PassNoise(count_sigma=1e-3, sum_sigma=1e-3, count_grid=2.0**-30, sum_grid=2.0**-30)
+    spec = algorithm.PassSpec(0, "test", {0: WholeClass()}, noise)
+    exact = Stats(np.array([500.0]), np.array([[100.0, -200.0]]))
+    released = algorithm.release_class_stats(0, exact, spec, dimension=2, source=SecureNoise())
+    np.testing.assert_allclose(released.count, [500.0], atol=0.01)
+    np.testing.assert_allclose(released.total, [[100.0, -200.0]], atol=0.01)
+
+
+def test_pass_sequence_ends_with_a_mixture():
+    config = SynthesisConfig(epsilon=2.0, delta=1e-5, labels=("a", "b"), rounds=3, disable_noise=True)
+    plan = plan_releases(config, 4, discover_labels=False)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((400, 4))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    class_ids = (X[:, 0] > 0).astype(np.int32)
+    state = algorithm.initial_state(config.labels, plan)
+    names = []
+    from dpsynth.clustering import partial_stats
+    from dpsynth.noise import NoNoise
+    while state.next_pass is not None:
+        names.append(state.next_pass.name)
+        exact = partial_stats(class_ids, X, state.next_pass.partitioners, state.next_pass.second_moment)
+        state = algorithm.advance(state, algorithm.release_pass(exact, state.next_pass, 4, NoNoise()), plan, config)
+    assert names == ["class", "seed", "round1", "round2", "final"] == ["class", "seed"] + [
+        f"round{t}" for t in (1, 2)] + ["final"]
+    assert [c.label for c in state.mixture.classes] == ["a", "b"]
+    assert sum(c.noisy_count for c in state.mixture.classes) == 400
+
+
+def test_label_discovery_keeps_common_labels_and_drops_rare_ones():
+    config = SynthesisConfig(epsilon=1.0, delta=1e-5)
+    plan = plan_releases(config, 4, discover_labels=True)
+    # A label held by one record clears the threshold with probability <= delta/10;
+    # a label with 10x the threshold fails to with probability about 1e-60.
+    kept = algorithm.select_labels({"common": int(10 * plan.label_threshold), "rare": 1}, plan, SecureNoise())
+    assert kept == ("common",)

@@ -1,0 +1,224 @@
+"""The bad-input catalogue (docs/trust.md has the table).
+
+Each bad input is either a user error (exit code 2, one line on stderr, no
+traceback, no output written) or a counted dead-letter row (in report.md's
+diagnostics and, when asked, in --rejected-output). Nothing crashes a worker
+and nothing is dropped without a count.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from beam_pipeline.cli import main
+
+DIM = 4
+
+
+def _good(rows: int = 400, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, rows)
+    X = rng.normal(size=(rows, DIM)) + 2 * np.eye(DIM)[labels]
+    return pa.table({"embedding": pa.array(X.tolist(), pa.list_(pa.float64())), "label": pa.array(labels)})
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("inputs")
+    paths = {}
+
+    def write(name: str, table: pa.Table) -> None:
+        paths[name] = str(root / f"{name}.parquet")
+        pq.write_table(table, paths[name])
+
+    write("good", _good())
+    write("empty", _good().slice(0, 0))
+    data = Path(paths["good"]).read_bytes()
+    paths["truncated"] = str(root / "truncated.parquet")
+    Path(paths["truncated"]).write_bytes(data[: len(data) // 2])
+    paths["garbage"] = str(root / "garbage.parquet")
+    Path(paths["garbage"]).write_bytes(b"not a parquet file at all")
+    os.makedirs(root / "glob")
+    pq.write_table(_good(), root / "glob" / "a.parquet")
+    Path(root / "glob" / "b.parquet").write_bytes(data[:-20])  # footer cut off
+    paths["glob_with_truncated"] = str(root / "glob" / "*.parquet")
+    good = _good()
+    write("string_values", pa.table({"embedding": pa.array([["a", "b", "c", "d"]] * 10), "label": [0] * 10}))
+    write("scalar_embedding", pa.table({"embedding": pa.array([1.5] * 10), "label": [0] * 10}))
+    write("float_labels", good.set_column(1, "label", good.column("label").cast(pa.float64())))
+    write("bool_labels", good.set_column(1, "label", good.column("label").cast(pa.bool_())))
+    write("all_null_embeddings", pa.table({"embedding": pa.nulls(10, pa.list_(pa.float64())), "label": [0] * 10}))
+    return paths
+
+
+def _run(args: list[str], tmp_path: Path, capsys, runner: str = "local") -> tuple[int, str, str]:
+    code = main(["synthesize", *args, "--output", str(tmp_path / "out"), "--runner", runner])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+BASE = ["--epsilon", "1", "--delta", "1e-6", "--labels", "0,1"]
+
+USER_ERRORS = {
+    # name: (input file, extra args without the BASE ones replaced, expected words in the message)
+    "epsilon zero": ("good", ["--epsilon", "0", "--delta", "1e-6"], "--epsilon must be a positive"),
+    "epsilon negative": ("good", ["--epsilon", "-1", "--delta", "1e-6"], "--epsilon must be a positive"),
+    "epsilon nan": ("good", ["--epsilon", "nan", "--delta", "1e-6"], "--epsilon must be a positive"),
+    "epsilon inf": ("good", ["--epsilon", "inf", "--delta", "1e-6"], "--epsilon must be a positive"),
+    "epsilon not a number": ("good", ["--epsilon", "abc", "--delta", "1e-6"], "invalid float value"),
+    "delta zero": ("good", ["--epsilon", "1", "--delta", "0"], "--delta must lie strictly between 0 and 1"),
+    "delta one": ("good", ["--epsilon", "1", "--delta", "1"], "--delta must lie strictly between 0 and 1"),
+    "delta above one": ("good", ["--epsilon", "1", "--delta", "1.5"], "--delta must lie strictly between"),
+    "delta nan": ("good", ["--epsilon", "1", "--delta", "nan"], "--delta must lie strictly between"),
+    "delta at 1/n": ("good", ["--epsilon", "1", "--delta", "0.0025"], "at or above 1/n for n = 400"),
+    "delta above 1/n": ("good", ["--epsilon", "1", "--delta", "0.01"], "pass --allow-large-delta"),
+    "missing epsilon": ("good", ["--delta", "1e-6"], "--epsilon"),
+    "empty input": ("empty", BASE, "holds no rows"),
+    "truncated parquet": ("truncated", BASE, "cannot read Parquet file"),
+    "not parquet": ("garbage", BASE, "cannot read Parquet file"),
+    "truncated file in a glob": ("glob_with_truncated", BASE, "b.parquet"),
+    "no such file": ("nope", BASE, "no input file matches"),
+    "non-numeric values": ("string_values", BASE, "must be a list of numbers"),
+    "embedding not a list": ("scalar_embedding", BASE, "must be a list of numbers"),
+    "float labels": ("float_labels", BASE, "must hold integers or strings"),
+    "bool labels": ("bool_labels", BASE, "must hold integers or strings"),
+    "no embedding at all": ("all_null_embeddings", BASE + ["--allow-large-delta"], "pass --dimension"),
+    "labels of the wrong type": ("good", ["--epsilon", "1", "--delta", "1e-6", "--labels", "a,b"],
+                                 "non-integer"),
+    "duplicate labels": ("good", ["--epsilon", "1", "--delta", "1e-6", "--labels", "0,0"], "duplicate label"),
+    "unknown embedding column": ("good", BASE + ["--embedding-column", "emb"], "no column 'emb'"),
+    "unknown label column": ("good", BASE + ["--label-column", "y"], "no column 'y'"),
+    "unknown unit column": ("good", BASE + ["--privacy-unit-column", "who"], "no column 'who'"),
+    "dimension zero": ("good", BASE + ["--dimension", "0"], "--dimension must be a positive integer"),
+    "radius negative": ("good", BASE + ["--radius", "-1"], "--radius must be a positive"),
+    "radius inf": ("good", BASE + ["--radius", "inf"], "--radius must be a positive"),
+    "rounds zero": ("good", BASE + ["--rounds", "0"], "--rounds must be an integer in [1, 50]"),
+    "clusters zero": ("good", BASE + ["--max-clusters", "0"], "--max-clusters must be an integer"),
+    "samples negative": ("good", BASE + ["--num-samples", "-3"], "--num-samples must be a non-negative"),
+    "bad clip mode": ("good", BASE + ["--clip-mode", "squash"], "invalid choice"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USER_ERRORS))
+def test_user_errors_are_one_line_and_exit_code_2(case, files, tmp_path, capsys):
+    name, args, words = USER_ERRORS[case]
+    path = files.get(name, str(tmp_path / f"{name}.parquet"))
+    code, _, err = _run(["--input", path, *args], tmp_path, capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dpsynth: error: "), err
+    assert words in lines[0], lines[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("out.")]  # no staging debris
+
+
+def test_errors_on_the_driver_also_stop_a_beam_run(files, tmp_path, capsys):
+    code, _, err = _run(["--input", files["glob_with_truncated"], *BASE], tmp_path, capsys, runner="FnApiRunner")
+    assert code == 2 and err.count("\n") == 1 and "cannot read Parquet file" in err and "b.parquet" in err
+
+
+def test_an_existing_output_is_not_replaced_without_overwrite(files, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    code, _, err = _run(["--input", files["good"], *BASE], tmp_path, capsys)
+    assert code == 2 and "already exists; pass --overwrite" in err and err.count("\n") == 1
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_delta_above_1_over_n_is_accepted_when_asked(files, tmp_path, capsys):
+    code, _, err = _run(["--input", files["good"], "--epsilon", "1", "--delta", "0.01", "--labels", "0,1",
+                         "--allow-large-delta"], tmp_path, capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "privacy.json").read_text())["target"]["delta"] == 0.01
+
+
+def test_epsilon_above_10_warns_but_runs(files, tmp_path, capsys):
+    code, out, err = _run(["--input", files["good"], "--epsilon", "12", "--delta", "1e-6", "--labels", "0,1"],
+                          tmp_path, capsys)
+    assert code == 0, err
+    assert "dpsynth: warning: epsilon=12 is above 10; the privacy guarantee is weak" in err
+    assert "Traceback" not in err and "wrote" in out
+
+
+def _messy() -> tuple[pa.Table, dict[str, int]]:
+    """Good rows plus one or more rows of every malformed kind, and the expected reject counts."""
+    good = _good(300, seed=3)
+    rows = good.to_pylist()
+    nan_row, inf_row = [1.0, math.nan, 0.0, 0.0], [math.inf, 0.0, 0.0, 0.0]
+    bad = [
+        ({"embedding": nan_row, "label": 0}, "non_finite"),
+        ({"embedding": inf_row, "label": 1}, "non_finite"),
+        ({"embedding": [1.0, 2.0, 3.0], "label": 0}, "wrong_dimension"),  # ragged: short
+        ({"embedding": [1.0, 2.0, 3.0, 4.0, 5.0], "label": 1}, "wrong_dimension"),  # ragged: long
+        ({"embedding": [], "label": 1}, "wrong_dimension"),
+        ({"embedding": None, "label": 0}, "missing_embedding"),
+        ({"embedding": [0.0, 0.0, 0.0, 0.0], "label": 0}, "zero_norm"),
+        ({"embedding": [1.0, 0.0, 0.0, 0.0], "label": None}, "missing_label"),
+        ({"embedding": [1.0, 0.0, 0.0, 0.0], "label": 9}, "unknown_label"),
+        ({"embedding": [math.nan, 0.0, 0.0, 0.0], "label": None}, "non_finite"),  # first reason wins
+    ]
+    huge = [{"embedding": [1e300, -1e300, 1e300, 0.0], "label": 0}, {"embedding": [3e38, 0.0, 0.0, 0.0], "label": 1}]
+    duplicates = rows[:20]  # exact copies: each is a record of its own, counted as such
+    all_rows = rows + [r for r, _ in bad] + huge + duplicates
+    order = np.random.default_rng(4).permutation(len(all_rows))
+    table = pa.Table.from_pylist([all_rows[i] for i in order],
+                                 schema=pa.schema([("embedding", pa.list_(pa.float64())), ("label", pa.int64())]))
+    expected: dict[str, int] = {}
+    for _, reason in bad:
+        expected[reason] = expected.get(reason, 0) + 1
+    return table, expected
+
+
+@pytest.mark.parametrize("runner", ["local", "FnApiRunner"])
+def test_malformed_rows_are_counted_dead_letters(runner, tmp_path, capsys):
+    table, expected = _messy()
+    path = tmp_path / "messy.parquet"
+    pq.write_table(table, path, row_group_size=64)  # several batches
+    code, out, err = _run(["--input", str(path), "--epsilon", "2", "--delta", "1e-6", "--labels", "0,1,2",
+                           "--rejected-output", str(tmp_path / "rejected")], tmp_path, capsys, runner)
+    assert code == 0, err
+    assert "Traceback" not in err
+    rejected_total = sum(expected.values())
+    assert f"dpsynth: warning: {rejected_total} input rows were rejected as malformed" in err
+    report = (tmp_path / "out" / "report.md").read_text()
+    for reason, count in expected.items():
+        assert f"| {reason} | {count} |" in report, reason
+    assert f"- rows read: {table.num_rows}" in report
+    # huge-norm rows and duplicates are used; nothing else is lost
+    assert f"- rows used: {table.num_rows - rejected_total}" in report
+    rejected = pq.read_table(str(tmp_path / "rejected"))
+    reasons = rejected.column("reject_reason").to_pylist()
+    assert {r: reasons.count(r) for r in set(reasons)} == expected
+    # The dead-letter rows are the original rows (the NaN row keeps its NaN).
+    nan_rows = [r["embedding"] for r in rejected.to_pylist() if r["reject_reason"] == "non_finite"]
+    assert any(e is not None and math.isnan(e[1]) for e in nan_rows)
+    # The class with no rows still got its (noisy) release and is reported, not dropped.
+    gmm = json.loads((tmp_path / "out" / "gmm.json").read_text())
+    assert [c["label"] for c in gmm["classes"]] == [0, 1, 2]
+    assert "| 2 |" in report and "no synthetic rows" in report
+
+
+@pytest.mark.parametrize("runner", ["local", "FnApiRunner"])
+def test_a_file_with_non_numeric_values_in_a_glob_is_dead_lettered(runner, tmp_path, capsys):
+    # The driver checks the first file's schema; a later file whose embedding
+    # holds strings is caught row by row on the workers, not by a crash.
+    os.makedirs(tmp_path / "in")
+    pq.write_table(_good(300), tmp_path / "in" / "a.parquet")
+    pq.write_table(pa.table({"embedding": pa.array([["x", "y", "z", "w"]] * 7), "label": pa.array([0] * 7)}),
+                   tmp_path / "in" / "b.parquet")
+    code, _, err = _run(["--input", str(tmp_path / "in" / "*.parquet"), *BASE, "--rejected-output",
+                         str(tmp_path / "rejected")], tmp_path, capsys, runner)
+    assert code == 0, err
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| non_numeric | 7 |" in report and "- rows read: 307" in report
+    rejected = pq.read_table(str(tmp_path / "rejected"))
+    assert rejected.column("reject_reason").to_pylist() == ["non_numeric"] * 7
+

@@ -1,0 +1,81 @@
+"""`dpsynth evaluate` end to end on tiny Parquet files, and its one-line errors."""
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from beam_pipeline import evaluate
+from beam_pipeline.cli import main
+from dpsynth.errors import UserError
+
+
+def _rows(n, seed, dim=6):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = np.eye(dim)[y] * 3 + rng.normal(size=(n, dim)) * 0.5
+    return x.astype(np.float32), y
+
+
+def _table(x, y, labels_as=str):
+    return pa.table({"label": pa.array([labels_as(v) for v in y]),
+                     "embedding": pa.array(list(x), type=pa.list_(pa.float32()))})
+
+
+@pytest.fixture
+def files(tmp_path):
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    x, y = _rows(400, 0)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    pq.write_table(_table(x[:200], y[:200], int), synth / "synthetic-00000-of-00002.parquet")
+    pq.write_table(_table(x[200:], y[200:], int), synth / "synthetic-00001-of-00002.parquet")
+    (synth / "privacy.json").write_text(json.dumps({"epsilon": 1.0, "delta": 1e-5, "config": {"clip_mode": "normalize", "radius": 1.0}}))
+    xt, yt = _rows(300, 1)
+    pq.write_table(_table(xt, yt, int), tmp_path / "test.parquet")
+    xr, yr = _rows(300, 2)
+    pq.write_table(_table(xr, yr, int), tmp_path / "train.parquet")
+    return tmp_path
+
+
+def test_evaluate_writes_json_and_markdown(files, capsys):
+    out = files / "res" / "eval.json"
+    assert evaluate.run(["--synthetic", str(files / "synth"), "--test", str(files / "test.parquet"),
+                         "--train", str(files / "train.parquet"), "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["num_synthetic"] == 400 and result["num_test"] == 300 and result["classes"] == [0, 1]
+    # Seeded and well separated (3 sd): deterministic.
+    assert result["accuracy_synthetic"] > 0.95 and result["accuracy_real"] > 0.95
+    assert result["privacy"]["epsilon"] == 1.0
+    md = out.with_suffix(".md").read_text()
+    assert "non-private ceiling" in md and "DP synthetic rows" in md
+    assert "synthetic-trained MLP" in capsys.readouterr().out
+
+
+def test_bound_rows_modes():
+    x = np.array([[3.0, 4.0], [0.3, 0.4]], np.float32)
+    np.testing.assert_allclose(evaluate.bound_rows(x, "normalize", 1.0), [[0.6, 0.8], [0.6, 0.8]], rtol=1e-6)
+    np.testing.assert_allclose(evaluate.bound_rows(x, "clip", 1.0), [[0.6, 0.8], [0.3, 0.4]], rtol=1e-6)
+
+
+def test_user_errors(files, capsys):
+    base = ["--synthetic", str(files / "synth"), "--test", str(files / "test.parquet")]
+    with pytest.raises(UserError, match="not a directory"):
+        evaluate.run(["--synthetic", str(files / "nope"), "--test", str(files / "test.parquet")])
+    with pytest.raises(UserError, match="no such file"):
+        evaluate.run(base[:2] + ["--test", str(files / "missing.parquet")])
+    x, y = _rows(10, 3, dim=4)
+    pq.write_table(_table(x, y), files / "narrow.parquet")
+    with pytest.raises(UserError, match="4 dimensions"):
+        evaluate.run(base[:2] + ["--test", str(files / "narrow.parquet")])
+    with pytest.raises(UserError, match="cannot read columns"):
+        evaluate.run(base + ["--embedding-column", "vec"])
+    ragged = pa.table({"label": ["a", "b"], "embedding": pa.array([[1.0], [1.0, 2.0]], type=pa.list_(pa.float32()))})
+    pq.write_table(ragged, files / "ragged.parquet")
+    with pytest.raises(UserError, match="different lengths"):
+        evaluate.run(base[:2] + ["--test", str(files / "ragged.parquet")])
+    # Through the dispatcher: one line on stderr, exit code 2.
+    assert main(["evaluate", "--synthetic", str(files / "nope"), "--test", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dpsynth: error:")

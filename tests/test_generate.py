@@ -1,0 +1,74 @@
+"""`dpsynth generate` end to end on a small subset of the digits."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from beam_pipeline.cli import run_guarded
+from beam_pipeline.generate import run
+
+BEAM = ["--runner=DirectRunner"]
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory):
+    """240 real digits of classes 0-3 as PNG folders, plus one corrupt file."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    root = tmp_path_factory.mktemp("digits")
+    idx = np.concatenate([np.flatnonzero(d.target == c)[:60] for c in range(4)])
+    for i in idx:
+        folder = root / str(d.target[i])
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(np.rint(d.images[i] * (255 / 16)).astype(np.uint8)).save(folder / f"{i}.png")
+    (root / "0" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return root
+
+
+def test_generate_end_to_end(digit_folder, tmp_path, capsys):
+    out, rejected = tmp_path / "synthetic", tmp_path / "rejected"
+    code = run_guarded(run, ["--input", str(digit_folder), "--encoder", "scatternet", "--output", str(out),
+                             "--epsilon", "8", "--delta", "1e-5", "--labels", "0,1,2", "--max-clusters", "1",
+                             "--rejected-output", str(rejected)] + BEAM)
+    assert code == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "synthetic rows" in printed
+    assert "1 records rejected before synthesis (unreadable image: 1)" in printed
+    # Only the DP release: no per-record embedding file in the output.
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
+    ledger = json.loads((out / "privacy.json").read_text())
+    assert ledger["spent"]["epsilon"] <= 8.0 + 1e-9
+    mixture = json.loads((out / "gmm.json").read_text())
+    assert mixture["dimension"] == 3969  # ScatterNet's output size reached the synthesis step
+    assert [c["label"] for c in mixture["classes"]] == ["0", "1", "2"]
+    table = pq.read_table(out / "synthetic-00000-of-00001.parquet")
+    emb = np.array(table.column("embedding").to_pylist(), dtype=np.float32)
+    assert set(table.column("label").to_pylist()) <= {"0", "1", "2"}
+    if len(table):  # whether a class survives the noise is random; the checks below are not
+        assert emb.shape[1] == 3969
+        np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)  # normalize mode
+    # Dead letters: the corrupt image from the reader, the 60 label-3 rows from the synthesis step.
+    records = pq.read_table(next((rejected / "records").glob("rejected-*.parquet"))).to_pylist()
+    assert [(r["id"], r["reject_reason"].split(":")[0]) for r in records] == [("0/corrupt.png", "unreadable image")]
+    by_label = pq.read_table(next((rejected / "embeddings").glob("rejected-*.parquet")))
+    assert by_label.num_rows == 60 and set(by_label.column("label").to_pylist()) == {"3"}
+
+
+def test_generate_user_errors(digit_folder, tmp_path, capsys):
+    base = ["--input", str(digit_folder), "--output", str(tmp_path / "o"), "--epsilon", "1", "--delta", "1e-5"]
+    assert run_guarded(run, base + ["--encoder", "clip-vit"] + BEAM) == 2
+    assert "unknown encoder 'clip-vit'" in capsys.readouterr().err
+    assert run_guarded(run, base + ["--encoder", "scatternet", "--runner", "local"]) == 2
+    assert "generate runs on Beam" in capsys.readouterr().err
+    assert run_guarded(run, base + ["--encoder", "scatternet", "--privacy-unit-column", "user"] + BEAM) == 2
+    assert "privacy-unit column" in capsys.readouterr().err
+    assert run_guarded(run, base[:-2] + ["--delta", "0.01", "--encoder", "scatternet"] + BEAM) == 2
+    assert "1/n" in capsys.readouterr().err
+    assert run_guarded(run, base[:2] + base[4:] + ["--encoder", "scatternet"]) == 2  # no --output
+    assert "--output" in capsys.readouterr().err

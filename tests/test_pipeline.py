@@ -1,0 +1,94 @@
+"""The Beam pipeline end to end, and its agreement with the local reference."""
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_pipeline import inputs
+from beam_pipeline.synthesize import run_local_job, run_synthesis_job
+from dpsynth import algorithm
+from dpsynth.calibration import plan_releases
+from dpsynth.params import SynthesisConfig
+from dpsynth.validation import ValidBatch
+from transforms.release import ReleasePass
+
+RUNNER = ["--runner=FnApiRunner"]
+
+
+def _read(pattern):
+    return lambda p: p | "Read" >> beam.io.ReadFromParquetBatched(pattern)
+
+
+def test_release_pass_in_a_test_pipeline_emits_every_class():
+    config = SynthesisConfig(epsilon=1.0, delta=1e-5, labels=("a", "b", "c"), disable_noise=True)
+    plan = plan_releases(config, 2, discover_labels=False)
+    batches = [ValidBatch(np.array([0, 0, 1], np.int32), np.array([[1, 0], [0.6, 0.8], [0, 1]], np.float32)),
+               ValidBatch(np.array([1], np.int32), np.array([[0, 1]], np.float32))]
+    with TestPipeline(options=PipelineOptions(RUNNER)) as p:
+        state = p | "Init" >> beam.Create([algorithm.initial_state(config.labels, plan)])
+        after = p | beam.Create(batches) | ReleasePass(state, plan, config)
+        counts = after | beam.Map(lambda s: sorted((c, s.summaries[c].noisy_count) for c in s.summaries))
+        # class "c" has no rows but is released (noise-free here: count 0)
+        assert_that(counts, equal_to([[(0, 2.0), (1, 2.0), (2, 0.0)]]))
+
+
+@pytest.mark.parametrize("rounds,covariance,reread", [(1, "spherical", False), (2, "diagonal", True)])
+def test_beam_and_local_agree_on_every_released_statistic_without_noise(parquet_input, tmp_path, rounds,
+                                                                        covariance, reread):
+    config = SynthesisConfig(epsilon=1.0, delta=1e-5, labels=parquet_input["label_set"], rounds=rounds,
+                             covariance=covariance, disable_noise=True, noise_seed=5)
+    info = inputs.inspect_parquet(parquet_input["pattern"], "embedding", "label")
+    local = run_local_job(info, config, str(tmp_path / "local"), embedding_column="embedding", label_column="label")
+    # reread: every pass reads and validates the input again (bounded memory) instead of a shared copy
+    again = (lambda p, name: p | f"Read[{name}]" >> beam.io.ReadFromParquetBatched(parquet_input["pattern"])
+             ) if reread else None
+    beam_run = run_synthesis_job(_read(parquet_input["pattern"]), config, str(tmp_path / "beam"),
+                                 PipelineOptions(RUNNER), dimension=info.dimension, label_type=info.label_type,
+                                 reread_input=again)
+    a = json.loads((tmp_path / "local" / "gmm.json").read_text())
+    b = json.loads((tmp_path / "beam" / "gmm.json").read_text())
+    assert a["private"] is False and b["private"] is False
+    for x, y in zip(a["classes"], b["classes"]):
+        assert x["label"] == y["label"] and x["noisy_count"] == y["noisy_count"]
+        assert x["num_components"] == y["num_components"] > 0
+        np.testing.assert_allclose(x["weights"], y["weights"], rtol=1e-9)
+        np.testing.assert_allclose(x["means"], y["means"], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(x["variances"], y["variances"], rtol=1e-9, atol=1e-12)
+    assert local.rows_per_class == beam_run.rows_per_class
+    assert beam_run.diagnostics["rows_read"] == beam_run.diagnostics["rows_valid"] == 2000
+
+
+def test_full_job_writes_every_output_with_a_valid_ledger(parquet_input, tmp_path):
+    out = tmp_path / "out"
+    config = SynthesisConfig(epsilon=2.0, delta=1e-5, labels=parquet_input["label_set"])
+    info = inputs.inspect_parquet(parquet_input["pattern"], "embedding", "label")
+    summary = run_synthesis_job(_read(parquet_input["pattern"]), config, str(out), PipelineOptions(RUNNER),
+                                dimension=info.dimension, label_type=info.label_type)
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
+    table = pq.read_table(out / "synthetic-00000-of-00001.parquet")
+    assert table.schema.field("label").type == pa.string()
+    assert table.schema.field("embedding").type == pa.list_(pa.float32())
+    assert table.num_rows == sum(summary.rows_per_class) > 1500
+    privacy = json.loads((out / "privacy.json").read_text())
+    assert 1.8 <= privacy["spent"]["epsilon"] <= 2.0
+    report = (out / "report.md").read_text()
+    assert "ant" in report and "NOT PRIVATE" not in report
+    assert not list(tmp_path.glob("out.staging-*"))
+
+
+def test_label_discovery_in_beam(parquet_input, tmp_path):
+    config = SynthesisConfig(epsilon=4.0, delta=1e-5)
+    info = inputs.inspect_parquet(parquet_input["pattern"], "embedding", "label")
+    summary = run_synthesis_job(_read(parquet_input["pattern"]), config, str(tmp_path / "o"), PipelineOptions(RUNNER),
+                                dimension=info.dimension, label_type=info.label_type)
+    # 500 rows per label against a threshold of about 40: all four are kept (failure prob < 1e-30)
+    assert [c.label for c in summary.mixture.classes] == ["ant", "bee", "cat", "dog"]
+    assert summary.ledger.mechanisms[0].name == "label_selection"

@@ -1,0 +1,116 @@
+"""`dpsynth synthesize` as a user meets it: exit codes, one-line errors, atomic output."""
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from beam_pipeline import synthesize
+from beam_pipeline.cli import main
+
+BASE = ["--epsilon", "1", "--delta", "1e-5"]
+
+
+def _run(capsys, *args):
+    code = main(["synthesize", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_local_runner_end_to_end(parquet_input, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, _ = _run(capsys, "--input", parquet_input["pattern"], "--output", str(out), *BASE,
+                           "--labels", "ant,bee,cat,dog", "--runner", "local")
+    assert code == 0 and "synthetic rows" in stdout
+    assert json.loads((out / "privacy.json").read_text())["spent"]["epsilon"] <= 1.0
+    assert pq.read_table(out / "synthetic-00000-of-00001.parquet").num_rows > 1500
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epsilon", "0", "--delta", "1e-5"], "--epsilon"),
+    (["--epsilon", "1", "--delta", "1"], "--delta"),
+    (["--epsilon", "1", "--delta", "1e-5", "--label-column", "nope"], "no column 'nope'"),
+    (["--epsilon", "1", "--delta", "0.01"], "1/n"),
+    (["--epsilon", "1"], "required"),
+])
+def test_user_errors_are_one_line_and_exit_2(parquet_input, tmp_path, capsys, args, message):
+    code, _, err = _run(capsys, "--input", parquet_input["pattern"], "--output", str(tmp_path / "o"), *args)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("dpsynth: error:") and message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_and_empty_inputs_are_user_errors(tmp_path, capsys):
+    code, _, err = _run(capsys, "--input", str(tmp_path / "none-*.parquet"), "--output", str(tmp_path / "o"), *BASE)
+    assert code == 2 and "no input file" in err
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"embedding": pa.array([], pa.list_(pa.float32())), "label": pa.array([], pa.int64())}),
+                   empty)
+    code, _, err = _run(capsys, "--input", str(empty), "--output", str(tmp_path / "o"), *BASE)
+    assert code == 2 and "holds no rows" in err
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(b"PAR1 not really parquet")
+    code, _, err = _run(capsys, "--input", str(truncated), "--output", str(tmp_path / "o"), *BASE)
+    assert code == 2 and "cannot read Parquet" in err
+
+
+def test_existing_output_is_refused_unless_overwrite(parquet_input, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = ["--input", parquet_input["pattern"], "--output", str(out), *BASE, "--labels", "ant,bee,cat,dog",
+            "--runner", "local"]
+    code, _, err = _run(capsys, *args)
+    assert code == 2 and "already exists" in err and (out / "keep.txt").exists()
+    code, _, _ = _run(capsys, *args, "--overwrite")
+    assert code == 0 and not (out / "keep.txt").exists() and (out / "gmm.json").exists()
+
+
+def test_a_failed_run_leaves_no_output_and_no_debris(parquet_input, tmp_path, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("worker lost")
+
+    monkeypatch.setattr(synthesize, "_finalize", explode)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        synthesize.run(["--input", parquet_input["pattern"], "--output", str(out), *BASE,
+                        "--labels", "ant,bee,cat,dog", "--runner", "FnApiRunner"])
+    assert not out.exists()
+    assert not list(tmp_path.glob("out.staging-*"))
+
+
+def test_rejected_rows_are_counted_and_written_only_on_request(tmp_path, capsys):
+    table = pa.table({"embedding": pa.array([[1.0, 0.0], [0.0, 1.0], [1.0], None, [float("nan"), 1.0]] * 40,
+                                            pa.list_(pa.float32())),
+                      "label": pa.array([1, 2, 1, 2, 9] * 40)})
+    path = tmp_path / "in.parquet"
+    pq.write_table(table, path)
+    out, rejected = tmp_path / "out", tmp_path / "rejected"
+    code, _, _ = _run(capsys, "--input", str(path), "--output", str(out), "--epsilon", "1", "--delta", "1e-4",
+                      "--labels", "1,2", "--rejected-output", str(rejected), "--runner", "FnApiRunner")
+    assert code == 0
+    report = (out / "report.md").read_text()
+    assert "| wrong_dimension | 40 |" in report and "| missing_embedding | 40 |" in report
+    assert "| non_finite | 40 |" in report and "rows used: 80" in report
+    written = pq.read_table(list(rejected.glob("*.parquet")))
+    assert written.num_rows == 120
+    assert sorted(set(written.column("reject_reason").to_pylist())) == ["missing_embedding", "non_finite",
+                                                                         "wrong_dimension"]
+
+
+def test_beam_job_labels_go_to_beam_and_class_labels_stay_ours():
+    from beam_pipeline import options, synthesize as _  # noqa: F401  (the real parser's flags)
+
+    parser = options.make_parser("t", "t")
+    options.add_synthesis_arguments(parser)
+    args, rest = parser.parse_known_args(["--output", "o", "--epsilon", "1", "--delta", "1e-5",
+                                          "--labels", '{"airflow-version": "v3"}', "--class-labels", "a,b"])
+    rest = options.forward_job_labels(args, rest)
+    assert rest == ['--labels={"airflow-version": "v3"}']
+    assert options.config_from_args(args).labels == ("a", "b")
+    args, _ = parser.parse_known_args(["--output", "o", "--epsilon", "1", "--delta", "1e-5",
+                                       "--labels", "a,b", "--class-labels", "c"])
+    with pytest.raises(Exception, match="once"):
+        options.forward_job_labels(args, [])

@@ -1,0 +1,50 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dpsynth.errors import UserError
+from dpsynth.validation import InputSpec, check_schema, infer_dimension, validate_table
+
+SPEC = InputSpec("embedding", "label", 3, ("a", "b"), 1.0, "normalize")
+
+
+def test_each_malformed_row_gets_its_reason_and_valid_rows_are_bounded():
+    table = pa.table({
+        "embedding": pa.array([[3.0, 4.0, 0.0], None, [1.0, 2.0], [np.nan, 1.0, 1.0], [0.0, 0.0, 0.0],
+                               [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 2.0], [np.inf, 0, 0]],
+                              pa.list_(pa.float64())),
+        "label": ["a", "a", "a", "a", "a", None, "zebra", "b", "b"],
+    })
+    result = validate_table(table, SPEC)
+    assert result.reason_counts == {"missing_embedding": 1, "wrong_dimension": 1, "non_finite": 2,
+                                    "zero_norm": 1, "missing_label": 1, "unknown_label": 1}
+    assert result.valid.class_ids.tolist() == [0, 1]
+    np.testing.assert_allclose(result.valid.embeddings, [[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], rtol=1e-6)
+    assert result.rejected.num_rows == 7
+    assert sorted(result.rejected.column("reject_reason").to_pylist()) == sorted(
+        ["missing_embedding", "wrong_dimension", "non_finite", "non_finite", "zero_norm", "missing_label",
+         "unknown_label"])
+    assert len(result.valid) + result.rejected.num_rows == table.num_rows  # nothing silently dropped
+
+
+def test_integer_labels_of_another_width_still_match():
+    spec = InputSpec("embedding", "label", 2, (1, 2), 1.0, "clip")
+    table = pa.table({"embedding": pa.array([[0.1, 0.1], [0.2, 0.2]], pa.list_(pa.float32())),
+                      "label": pa.array([2, 7], pa.int8())})
+    result = validate_table(table, spec)
+    assert result.valid.class_ids.tolist() == [1] and result.reason_counts == {"unknown_label": 1}
+
+
+def test_schema_errors_are_one_line_user_errors():
+    schema = pa.schema([("embedding", pa.list_(pa.string())), ("label", pa.string())])
+    with pytest.raises(UserError, match="list of numbers"):
+        check_schema(schema, "embedding", "label")
+    with pytest.raises(UserError, match="no column 'vec'"):
+        check_schema(schema, "vec", "label")
+
+
+def test_dimension_from_schema_or_first_row():
+    fixed = pa.table({"e": pa.FixedSizeListArray.from_arrays(pa.array([1.0] * 6), 3)})
+    assert infer_dimension(fixed, "e") == 3
+    ragged = pa.table({"e": pa.array([None, [1.0, 2.0]], pa.list_(pa.float32()))})
+    assert infer_dimension(ragged, "e") == 2
