@@ -185,3 +185,15 @@ def test_label_folders_are_safe():
     assert label_folder("../etc") == "_.._etc"  # no separator, no leading dot
     assert label_folder("..") == "_.."
     assert label_folder(".hidden") == "_.hidden"
+
+
+def test_inverts_exactly_the_scatternet_encoder():
+    """The decoder's transform is the encoder's (dpsynth.encoders.scatternet): same features, same size."""
+    from dpsynth.encoders import get_encoder
+
+    images = np.random.default_rng(5).integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    encoder = get_encoder("scatternet")
+    assert encoder.output_dim == DIMENSION
+    with torch.no_grad():
+        ours = scattering()(torch.from_numpy(images.astype(np.float32) / 255.0)).reshape(2, -1).numpy()
+    np.testing.assert_allclose(encoder.embed(list(images)), ours, rtol=1e-5, atol=1e-6)
