@@ -5,11 +5,18 @@ from setuptools import find_packages, setup
 
 
 def _requirements(name: str) -> list[str]:
+    """Pins from requirements/NAME.txt, following `-r other.txt` includes."""
     path = Path(__file__).parent / "requirements" / f"{name}.txt"
     if not path.exists():
         return []
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-    return [line for line in lines if line]
+    out: list[str] = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            out += [r for r in _requirements(line[3:].strip().removesuffix(".txt")) if r not in out]
+        elif line and line not in out:
+            out.append(line)
+    return out
 
 
 setup(
@@ -23,6 +30,7 @@ setup(
     extras_require={
         "encoders": _requirements("encoders"),
         "eval": _requirements("eval"),
+        "decode": _requirements("decode"),
         "test": _requirements("test"),
     },
     entry_points={"console_scripts": ["dpsynth=beam_pipeline.cli:main"]},
