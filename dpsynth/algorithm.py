@@ -37,14 +37,31 @@ class PassSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class WholeClassRelease:
+    """One pass's release of a class that the pass kept as a single key."""
+
+    stats: Stats  # count [1], total [1, d]
+    count_sigma: float
+    sum_sigma: float
+
+
+@dataclasses.dataclass(frozen=True)
 class RunState:
-    """Released facts so far, and the next pass to run (None once the mixture is fit)."""
+    """Released facts so far, and the next pass to run (None once the mixture is fit).
+
+    whole_class holds, for every class that each pass so far kept whole (one
+    key: k = 1), each pass's release of it. Those are independent noisy
+    releases of the same count and sum, so the fit combines them all
+    (inverse-variance weighting): a one-component class then gets the whole
+    budget, not only the final pass's share.
+    """
 
     labels: tuple[Any, ...]
     summaries: dict[int, ClassSummary]
     notes: dict[int, str]
     next_pass: Optional[PassSpec]
     mixture: Optional[gmm.ReleasedMixture] = None
+    whole_class: dict[int, tuple[WholeClassRelease, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -94,12 +111,39 @@ def _round_spec(index: int, centres: dict[int, np.ndarray], plan: ReleasePlan, c
     return PassSpec(index, "final", partitioners, noise, second, plan.second_moment_sigma, plan.second_moment_grid)
 
 
+def _whole_class_history(state: RunState, released: dict[int, Stats], spec: PassSpec
+                         ) -> dict[int, tuple[WholeClassRelease, ...]]:
+    """Extend the per-class history of single-key releases; a class split once leaves it."""
+    history = {}
+    for class_id, partitioner in spec.partitioners.items():
+        previous = state.whole_class.get(class_id, ())
+        if partitioner.num_keys == 1 and len(previous) == spec.index and class_id in released:
+            history[class_id] = previous + (
+                WholeClassRelease(released[class_id], spec.noise.count_sigma, spec.noise.sum_sigma),)
+    return history
+
+
+def combine_whole_class(history: tuple[WholeClassRelease, ...], second: Optional[np.ndarray]
+                        ) -> tuple[Stats, float, float]:
+    """Inverse-variance average of independent releases of one class's count and sum.
+
+    Returns the combined stats and their noise scales (count, sum). Pure
+    post-processing of released values.
+    """
+    count_w = np.array([1.0 / h.count_sigma**2 for h in history])
+    sum_w = np.array([1.0 / h.sum_sigma**2 for h in history])
+    count = sum(w * h.stats.count for w, h in zip(count_w, history)) / count_w.sum()
+    total = sum(w * h.stats.total for w, h in zip(sum_w, history)) / sum_w.sum()
+    return Stats(count, total, second), float(count_w.sum() ** -0.5), float(sum_w.sum() ** -0.5)
+
+
 def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, config: SynthesisConfig
             ) -> RunState:
     """Post-process one pass's release into the next pass (or the mixture)."""
     spec = state.next_pass
     assert spec is not None, "the run is already finished"
     notes = dict(state.notes)
+    history = _whole_class_history(state, released, spec)
     if spec.index == 0:
         summaries = clustering.class_summaries(
             released, state.num_classes, plan.radius, config.clip_mode, plan.class_pass.sum_sigma,
@@ -109,21 +153,31 @@ def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, conf
                 notes[c] = (f"noisy count {summary.noisy_count:.0f} is below the "
                             f"{clustering.min_rows_to_keep(plan.final_pass.count_sigma):.0f} rows needed to fit")
         partitioners = clustering.seed_partitioners(summaries, plan.seed_pass.count_sigma, plan.dimension)
-        return RunState(state.labels, summaries, notes, PassSpec(1, "seed", partitioners, plan.seed_pass))
+        return RunState(state.labels, summaries, notes, PassSpec(1, "seed", partitioners, plan.seed_pass),
+                        whole_class=history)
     if spec.index == 1:
         centres = clustering.seed_centres(released, state.summaries, plan.radius, plan.seed_pass.count_sigma)
-        return RunState(state.labels, state.summaries, notes, _round_spec(2, centres, plan, config))
+        return RunState(state.labels, state.summaries, notes, _round_spec(2, centres, plan, config),
+                        whole_class=history)
     if spec.name != "final":
         centres = clustering.update_centres(released, plan.radius, spec.noise.count_sigma)
         for c in spec.partitioners:
             if c not in centres:
                 notes[c] = f"every cluster fell below the noise in {spec.name}"
-        return RunState(state.labels, state.summaries, notes, _round_spec(spec.index + 1, centres, plan, config))
+        return RunState(state.labels, state.summaries, notes, _round_spec(spec.index + 1, centres, plan, config),
+                        whole_class=history)
+    final = dict(released)
+    class_sigmas = {}
+    for class_id, releases in history.items():
+        if len(releases) > 1:  # kept whole by every pass: all of them estimate the same aggregates
+            final[class_id], count_sigma, sum_sigma = combine_whole_class(releases, released[class_id].second)
+            class_sigmas[class_id] = (count_sigma, sum_sigma)
     mixture = gmm.fit_mixture(
-        released, list(state.labels), notes, dimension=plan.dimension, radius=plan.radius,
+        final, list(state.labels), notes, dimension=plan.dimension, radius=plan.radius,
         clip_mode=config.clip_mode, covariance=config.covariance, count_sigma=spec.noise.count_sigma,
         sum_sigma=spec.noise.sum_sigma,
-        noisy_class_counts={c: s.noisy_count for c, s in state.summaries.items()}, private=config.is_private)
+        noisy_class_counts={c: s.noisy_count for c, s in state.summaries.items()}, private=config.is_private,
+        class_sigmas=class_sigmas)
     return RunState(state.labels, state.summaries, notes, None, mixture)
 
 

@@ -127,12 +127,18 @@ def sampling_rng(noise_seed: Optional[int], class_index: int, chunk_index: int) 
 
 def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str], *, dimension: int,
                 radius: float, clip_mode: str, covariance: str, count_sigma: float, sum_sigma: float,
-                noisy_class_counts: dict[int, float], private: bool) -> ReleasedMixture:
-    """Weights from noisy counts, means from noisy sums, variances from noisy moments."""
+                noisy_class_counts: dict[int, float], private: bool,
+                class_sigmas: Optional[dict[int, tuple[float, float]]] = None) -> ReleasedMixture:
+    """Weights from noisy counts, means from noisy sums, variances from noisy moments.
+
+    class_sigmas overrides (count_sigma, sum_sigma) for classes whose stats
+    combine several releases (see algorithm.combine_whole_class).
+    """
     floor = VARIANCE_FLOOR * radius**2 / dimension
-    keep = min_rows_to_keep(count_sigma)
     classes = []
     for class_id, label in enumerate(labels):
+        class_count_sigma, class_sum_sigma = (class_sigmas or {}).get(class_id, (count_sigma, sum_sigma))
+        keep = min_rows_to_keep(class_count_sigma)
         stats = final.get(class_id)
         empty = ClassMixture(label, noisy_class_counts.get(class_id, 0.0), np.zeros(0),
                              np.zeros((0, dimension)),
@@ -149,7 +155,7 @@ def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str
                      None if stats.second is None else stats.second[alive])
         n = kept.count
         means = noisy_means(kept, radius)
-        sq_mean_norm = corrected_sq_norm(kept, sum_sigma)
+        sq_mean_norm = corrected_sq_norm(kept, class_sum_sigma)
         if kept.second is None:  # on the sphere: E||x - mu||^2 = R^2 - ||mu||^2
             mean_sq_norm = np.full(len(n), radius**2)
         elif kept.second.ndim == 1:
@@ -159,7 +165,7 @@ def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str
         spherical = np.maximum((mean_sq_norm - np.minimum(sq_mean_norm, mean_sq_norm)) / dimension, floor)
         if covariance == "diagonal":
             raw_mean = kept.total / n[:, None]
-            per_coord = kept.second / n[:, None] - raw_mean**2 + sum_sigma**2 / n[:, None] ** 2
+            per_coord = kept.second / n[:, None] - raw_mean**2 + class_sum_sigma**2 / n[:, None] ** 2
             variances = np.maximum(per_coord, DIAGONAL_FLOOR_FRACTION * spherical[:, None])
         else:
             variances = spherical
