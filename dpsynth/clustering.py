@@ -21,8 +21,11 @@ MIN_CLUSTER_ROWS = 10
 # Default cap on components per class when k comes from released counts.
 DEFAULT_MAX_CLUSTERS = 10
 # k from counts: each cluster should hold enough rows that the noise on its
-# mean is at most 1/MEAN_SIGNAL_TO_NOISE of the class's spread.
-MEAN_SIGNAL_TO_NOISE = 2.0
+# mean is at most 1/MEAN_SIGNAL_TO_NOISE of the class's spread. Components of
+# one class sit about half a spread apart, and a split must beat a single
+# component that pools every pass's release (algorithm.combine_whole_class),
+# hence a quarter of the spread.
+MEAN_SIGNAL_TO_NOISE = 4.0
 # Kept clusters must have a noisy count above this many count-noise sigmas.
 COUNT_SIGMAS_TO_KEEP = 3.0
 # Seeding hashes each class into about this many buckets per cluster.
