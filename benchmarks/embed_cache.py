@@ -21,7 +21,7 @@ import numpy as np
 from dpsynth.evaluation.datasets import load_fashion_mnist, load_spam_assassin, split_indices
 
 CACHE = Path(__file__).parent / "cache"
-SPAM_ROOT = Path(os.environ.get("SPAM_ASSASSIN_DIR", "/work/data/spam/package"))
+SPAM_ROOT = Path(os.environ.get("SPAM_ASSASSIN_DIR", Path(__file__).parent / "cache" / "spam" / "package"))
 # EfficientNet-Lite0 runs at about 56 img/s at 64 px on 2 cores: a subset,
 # stated in BENCHMARKS.md, keeps the suite inside its CPU budget.
 EFFNET_PX = 64
