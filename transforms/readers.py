@@ -312,15 +312,22 @@ class _TableToBatchesFn(beam.DoFn):
         ids = table.column(self.columns.id).to_pylist() if self.with_ids else [None] * len(labels)
         for row, (item, label, record_id) in enumerate(zip(content, labels, ids)):
             position = record_id if record_id is not None else f"row-group-row {row}"
-            reason = _check_label(label, self.label_kind)
-            parsed = None
-            if reason is None:
-                parsed, reason = _check_item(item, self.modality, self.vector_dim)
-            if reason is not None:
-                yield builder.reject(position, reason, record_id, None if _is_missing(label) else label)
-                continue
-            yield from builder.add(parsed, label, record_id)
+            yield from _check_and_add(builder, position, item, label, record_id, self.label_kind, self.modality,
+                                      self.vector_dim)
         yield from builder.finish()
+
+
+def _check_and_add(builder: "_BatchBuilder", position: Any, item: Any, label: Any, record_id: Any,
+                   label_kind: str, modality: str, vector_dim: int | None) -> Iterator[Any]:
+    """One record: a dead-letter row with its reason, or into the current batch."""
+    reason = _check_label(label, label_kind)
+    parsed = None
+    if reason is None:
+        parsed, reason = _check_item(item, modality, vector_dim)
+    if reason is not None:
+        yield builder.reject(position, reason, record_id, None if _is_missing(label) else label)
+        return
+    yield from builder.add(parsed, label, record_id)
 
 
 class _ReadTextRowsFn(beam.DoFn):
@@ -362,20 +369,14 @@ class _ReadTextRowsFn(beam.DoFn):
                 continue
             record_id = row.get(self.columns.id) if self.with_ids else None
             label = row.get(self.columns.label)
-            reason = _check_label(label, "string")
             item = row.get(content_col)
-            if reason is None and self.modality == "vector" and isinstance(item, str):
+            if self.modality == "vector" and isinstance(item, str):
                 try:
                     item = json.loads(item)
                 except json.JSONDecodeError:
                     item = None
-            parsed = None
-            if reason is None:
-                parsed, reason = _check_item(item, self.modality, self.vector_dim)
-            if reason is not None:
-                yield builder.reject(position, reason, record_id, None if _is_missing(label) else label)
-                continue
-            yield from builder.add(parsed, label, record_id)
+            yield from _check_and_add(builder, position, item, label, record_id, "string", self.modality,
+                                      self.vector_dim)
         yield from builder.finish()
 
 
