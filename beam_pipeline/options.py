@@ -53,8 +53,10 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radius", type=float, default=1.0, help="L2 bound R on every embedding (default 1)")
     parser.add_argument("--clip-mode", choices=CLIP_MODES, default="normalize",
                         help="normalize rows onto the R-sphere (default) or clip them into the R-ball")
-    parser.add_argument("--covariance", choices=COVARIANCES, default="spherical",
-                        help="covariance model of each component (default spherical)")
+    parser.add_argument("--covariance", choices=COVARIANCES, default="auto",
+                        help="covariance model of each component: full (one released d x d shape per class, "
+                             "shrunk towards spherical by its noise; d <= 1024), spherical or diagonal; "
+                             "auto (default): full up to d = 1024, else spherical")
     parser.add_argument("--privacy-unit-column",
                         help="column identifying a person: each keeps one record (user-level DP)")
     parser.add_argument("--allow-large-delta", action="store_true",

@@ -1,7 +1,8 @@
 """The sequence of DP passes, as pure functions shared by Beam and the local reference.
 
 A run is 2 + T passes over the private rows: the class pass (noisy count and
-sum per class), the seeding pass (noisy count and sum per SimHash bucket), and
+sum per class, and with a full covariance the class's second-moment matrix),
+the seeding pass (noisy count and sum per SimHash bucket), and
 T Lloyd rounds (noisy count and sum per nearest centre; the last one also
 releases second moments when the covariance model needs them, and *is* the
 mixture). Between passes only released values are used. Each pass is
@@ -17,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from dpsynth import clustering, gmm
-from dpsynth.calibration import PassNoise, ReleasePlan, needs_second_moment
+from dpsynth.calibration import PassNoise, ReleasePlan
 from dpsynth.clustering import ClassSummary, NearestCentre, Partitioner, SecondMoment, Stats, WholeClass
 from dpsynth.noise import NoiseSource, release_gaussian
 from dpsynth.params import SynthesisConfig
@@ -46,6 +47,15 @@ class WholeClassRelease:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClassCovarianceRelease:
+    """The class pass's release of one class's second-moment matrix, kept for the fit."""
+
+    packed_second: np.ndarray  # [d (d + 1) / 2], see clustering.pack_outer
+    noisy_count: float  # released in the same pass
+    sigma: float  # noise on each packed coordinate
+
+
+@dataclasses.dataclass(frozen=True)
 class RunState:
     """Released facts so far, and the next pass to run (None once the mixture is fit).
 
@@ -62,6 +72,7 @@ class RunState:
     next_pass: Optional[PassSpec]
     mixture: Optional[gmm.ReleasedMixture] = None
     whole_class: dict[int, tuple[WholeClassRelease, ...]] = dataclasses.field(default_factory=dict)
+    class_covariance: dict[int, ClassCovarianceRelease] = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -73,7 +84,12 @@ def num_passes(config: SynthesisConfig) -> int:
 
 
 def initial_state(labels: tuple[Any, ...], plan: ReleasePlan) -> RunState:
-    spec = PassSpec(0, "class", {c: WholeClass() for c in range(len(labels))}, plan.class_pass)
+    partitioners: dict[int, Partitioner] = {c: WholeClass() for c in range(len(labels))}
+    if plan.class_covariance_sigma is None:
+        spec = PassSpec(0, "class", partitioners, plan.class_pass)
+    else:
+        spec = PassSpec(0, "class", partitioners, plan.class_pass, "matrix", plan.class_covariance_sigma,
+                        plan.class_covariance_grid)
     return RunState(labels, {}, {}, spec)
 
 
@@ -106,8 +122,8 @@ def _round_spec(index: int, centres: dict[int, np.ndarray], plan: ReleasePlan, c
     if round_number < config.rounds:
         return PassSpec(index, f"round{round_number}", partitioners, noise)
     second: SecondMoment = None
-    if needs_second_moment(config):
-        second = "diagonal" if config.covariance == "diagonal" else "scalar"
+    if plan.second_moment_sigma is not None:
+        second = "diagonal" if plan.covariance == "diagonal" else "scalar"
     return PassSpec(index, "final", partitioners, noise, second, plan.second_moment_sigma, plan.second_moment_grid)
 
 
@@ -118,8 +134,9 @@ def _whole_class_history(state: RunState, released: dict[int, Stats], spec: Pass
     for class_id, partitioner in spec.partitioners.items():
         previous = state.whole_class.get(class_id, ())
         if partitioner.num_keys == 1 and len(previous) == spec.index and class_id in released:
+            stats = released[class_id]  # the count and sum only: a class matrix is kept apart
             history[class_id] = previous + (
-                WholeClassRelease(released[class_id], spec.noise.count_sigma, spec.noise.sum_sigma),)
+                WholeClassRelease(Stats(stats.count, stats.total), spec.noise.count_sigma, spec.noise.sum_sigma),)
     return history
 
 
@@ -153,19 +170,23 @@ def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, conf
                 notes[c] = (f"noisy count {summary.noisy_count:.0f} is below the "
                             f"{clustering.min_rows_to_keep(plan.final_pass.count_sigma):.0f} rows needed to fit")
         partitioners = clustering.seed_partitioners(summaries, plan.seed_pass.count_sigma, plan.dimension)
+        covariance = {}
+        if spec.second_moment == "matrix":
+            covariance = {c: ClassCovarianceRelease(s.second[0], float(s.count[0]), spec.second_sigma)
+                          for c, s in released.items()}
         return RunState(state.labels, summaries, notes, PassSpec(1, "seed", partitioners, plan.seed_pass),
-                        whole_class=history)
+                        whole_class=history, class_covariance=covariance)
     if spec.index == 1:
         centres = clustering.seed_centres(released, state.summaries, plan.radius, plan.seed_pass.count_sigma)
         return RunState(state.labels, state.summaries, notes, _round_spec(2, centres, plan, config),
-                        whole_class=history)
+                        whole_class=history, class_covariance=state.class_covariance)
     if spec.name != "final":
         centres = clustering.update_centres(released, plan.radius, spec.noise.count_sigma)
         for c in spec.partitioners:
             if c not in centres:
                 notes[c] = f"every cluster fell below the noise in {spec.name}"
         return RunState(state.labels, state.summaries, notes, _round_spec(spec.index + 1, centres, plan, config),
-                        whole_class=history)
+                        whole_class=history, class_covariance=state.class_covariance)
     final = dict(released)
     class_sigmas = {}
     for class_id, releases in history.items():
@@ -174,10 +195,11 @@ def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, conf
             class_sigmas[class_id] = (count_sigma, sum_sigma)
     mixture = gmm.fit_mixture(
         final, list(state.labels), notes, dimension=plan.dimension, radius=plan.radius,
-        clip_mode=config.clip_mode, covariance=config.covariance, count_sigma=spec.noise.count_sigma,
+        clip_mode=config.clip_mode, covariance=plan.covariance, count_sigma=spec.noise.count_sigma,
         sum_sigma=spec.noise.sum_sigma,
         noisy_class_counts={c: s.noisy_count for c, s in state.summaries.items()}, private=config.is_private,
-        class_sigmas=class_sigmas)
+        class_sigmas=class_sigmas,
+        class_second_moments={c: (r.packed_second, r.noisy_count, r.sigma) for c, r in state.class_covariance.items()})
     return RunState(state.labels, state.summaries, notes, None, mixture)
 
 

@@ -21,9 +21,10 @@ import dp_accounting
 from scipy import stats
 
 from dpsynth.accounting import Mechanism, PrivacyLedger, composed_epsilon
-from dpsynth.errors import PrivacyBudgetError
+from dpsynth.clustering import packed_size
+from dpsynth.errors import PrivacyBudgetError, UserError
 from dpsynth.noise import effective_sensitivity, grid_for
-from dpsynth.params import SynthesisConfig
+from dpsynth.params import MAX_FULL_COVARIANCE_DIMENSION, SynthesisConfig
 
 # The spent epsilon must land in [SPEND_FLOOR * target, target].
 SPEND_FLOOR = 0.9
@@ -45,7 +46,10 @@ class BudgetWeights:
     count never gets less than 10% (at d = 1280 the optimum alone, 3%, left
     count noise of 60 rows on a 126-row class and dropped most classes). The
     class pass exists mostly for its counts (k and the fit decision per
-    class), so it splits its weight evenly.
+    class), so it splits its weight evenly. A full covariance adds one
+    release per class, the second-moment matrix, weighted like the final
+    round's sums: its noise is shrunk away in the fit (gmm.shrink_covariance),
+    so a weak release costs accuracy only through the budget it takes.
     """
 
     labels: float = 0.25
@@ -54,6 +58,7 @@ class BudgetWeights:
     middle_round: float = 0.75
     final_round: float = 1.5
     second_moment: float = 0.5
+    class_covariance: float = 1.0
 
     class_count_fraction: float = 0.5
 
@@ -79,11 +84,14 @@ class ReleasePlan:
     dimension: int
     radius: float
     rounds: int
+    covariance: str  # the model fitted: "auto" resolved for this dimension
     class_pass: PassNoise
     seed_pass: PassNoise
     round_passes: tuple[PassNoise, ...]
     second_moment_sigma: Optional[float]  # None when the final pass releases none
     second_moment_grid: Optional[float]
+    class_covariance_sigma: Optional[float]  # None unless covariance is "full"
+    class_covariance_grid: Optional[float]
     label_sigma: Optional[float]  # None when labels are public
     label_threshold: Optional[float]
     ledger: PrivacyLedger
@@ -94,8 +102,17 @@ class ReleasePlan:
 
 
 def needs_second_moment(config: SynthesisConfig) -> bool:
-    """Normalised rows have ||x|| = R, so spherical variances need no extra release."""
-    return config.covariance == "diagonal" or config.clip_mode == "clip"
+    """Whether the final pass releases second moments per component.
+
+    Normalised rows have ||x|| = R, so spherical variances need no extra
+    release; a full covariance takes its scale from the class pass's matrix.
+    """
+    return config.covariance == "diagonal" or (config.clip_mode == "clip" and config.covariance != "full")
+
+
+def needs_class_covariance(config: SynthesisConfig) -> bool:
+    """Whether the class pass also releases each class's second-moment matrix."""
+    return config.covariance == "full"
 
 
 def _build(config: SynthesisConfig, dimension: int, discover_labels: bool, z_base: float
@@ -142,8 +159,16 @@ def _build(config: SynthesisConfig, dimension: int, discover_labels: bool, z_bas
         moment_sigma = z_base / math.sqrt(weights.second_moment) * moment_sens
         moment_grid = grid_for(radius**2)
         mechanisms.append(Mechanism("final_second_moment", "gaussian", moment_sens, moment_sigma, 1))
+    covariance_sigma = covariance_grid = None
+    if needs_class_covariance(config):
+        covariance_sens = effective_sensitivity(radius**2, packed_size(dimension))
+        covariance_sigma = z_base / math.sqrt(weights.class_covariance) * covariance_sens
+        covariance_grid = grid_for(radius**2)
+        mechanisms.append(Mechanism("class_second_moment_matrix", "gaussian", covariance_sens,
+                                    covariance_sigma, 1))
     parts.update(class_pass=class_pass, seed_pass=seed_pass, round_passes=round_passes,
-                 second_moment_sigma=moment_sigma, second_moment_grid=moment_grid)
+                 second_moment_sigma=moment_sigma, second_moment_grid=moment_grid,
+                 class_covariance_sigma=covariance_sigma, class_covariance_grid=covariance_grid)
     return mechanisms, parts
 
 
@@ -159,6 +184,11 @@ def plan_releases(config: SynthesisConfig, dimension: int, discover_labels: bool
     """
     if dimension < 1:
         raise PrivacyBudgetError(f"embedding dimension must be positive, got {dimension}")
+    config = config.for_dimension(dimension)
+    if needs_class_covariance(config) and dimension > MAX_FULL_COVARIANCE_DIMENSION:
+        raise UserError(f"--covariance full holds a d x d matrix per class and needs d <= "
+                        f"{MAX_FULL_COVARIANCE_DIMENSION}, got d = {dimension}: project the embeddings to fewer "
+                        "dimensions first (--project-dim) or use --covariance diagonal")
     threshold_share = LABEL_DISCOVERY_DELTA_SHARE if discover_labels else 0.0
     gaussian_delta = config.delta * (1 - threshold_share)
     # Mechanisms at z_base = 1 tell how the weights add up.
@@ -184,4 +214,5 @@ def plan_releases(config: SynthesisConfig, dimension: int, discover_labels: bool
         mechanisms = [dataclasses.replace(m, sigma=0.0) for m in mechanisms]
     ledger = PrivacyLedger(config.epsilon, config.delta, tuple(mechanisms),
                            spent if config.is_private else math.inf)
-    return ReleasePlan(dimension=dimension, radius=config.radius, rounds=config.rounds, ledger=ledger, **parts)
+    return ReleasePlan(dimension=dimension, radius=config.radius, rounds=config.rounds, covariance=config.covariance,
+                       ledger=ledger, **parts)

@@ -36,7 +36,8 @@ SIMHASH_SEED = 20250616
 # Lloyd iterations of the non-private k-means on the released coreset.
 CORESET_ITERATIONS = 25
 
-SecondMoment = Optional[str]  # None, "scalar" (sum ||x||^2) or "diagonal" (sum x*x)
+# None, "scalar" (sum ||x||^2), "diagonal" (sum x*x) or "matrix" (sum x x^T, packed: see pack_outer)
+SecondMoment = Optional[str]
 
 
 @dataclasses.dataclass
@@ -44,7 +45,8 @@ class Stats:
     """Per-key aggregates of one class: exact while private, noisy once released.
 
     count: [K]; total: [K, d] (sum of rows); second: None, [K] (sum of squared
-    norms) or [K, d] (sum of squares per coordinate). float64 throughout.
+    norms), [K, d] (sum of squares per coordinate) or [K, d (d + 1) / 2] (sum
+    of outer products, packed by pack_outer). float64 throughout.
     """
 
     count: np.ndarray
@@ -58,6 +60,8 @@ class Stats:
             second = np.zeros(num_keys)
         elif second_moment == "diagonal":
             second = np.zeros((num_keys, dimension))
+        elif second_moment == "matrix":
+            second = np.zeros((num_keys, packed_size(dimension)))
         return cls(np.zeros(num_keys), np.zeros((num_keys, dimension)), second)
 
     def add(self, other: "Stats") -> "Stats":
@@ -161,6 +165,36 @@ def simhash_directions(dimension: int, bits: int) -> np.ndarray:
     return rng.standard_normal((bits, dimension))
 
 
+# --- Packed symmetric matrices ----------------------------------------------------
+
+def packed_size(dimension: int) -> int:
+    return dimension * (dimension + 1) // 2
+
+
+def pack_outer(X: np.ndarray) -> np.ndarray:
+    """sum_i x_i x_i^T as its upper triangle, off-diagonal entries times sqrt(2).
+
+    The scaling makes the packed vector's L2 norm equal the matrix's Frobenius
+    norm, so one row's contribution ||x x^T||_F = ||x||^2 <= R^2 is an L2
+    sensitivity like any other, and isotropic noise on the packed vector is
+    the usual symmetric Gaussian noise on the matrix.
+    """
+    d = X.shape[1]
+    gram = X.T @ X
+    rows, cols = np.triu_indices(d)
+    return gram[rows, cols] * np.where(rows == cols, 1.0, math.sqrt(2.0))
+
+
+def unpack_symmetric(packed: np.ndarray, dimension: int) -> np.ndarray:
+    """Inverse of pack_outer: the [d, d] symmetric matrix."""
+    rows, cols = np.triu_indices(dimension)
+    values = packed / np.where(rows == cols, 1.0, math.sqrt(2.0))
+    out = np.zeros((dimension, dimension))
+    out[rows, cols] = values
+    out[cols, rows] = values
+    return out
+
+
 # --- Private aggregation -------------------------------------------------------
 
 def key_stats(keys: np.ndarray, X: np.ndarray, num_keys: int, second_moment: SecondMoment) -> Stats:
@@ -173,6 +207,8 @@ def key_stats(keys: np.ndarray, X: np.ndarray, num_keys: int, second_moment: Sec
         stats.second = np.bincount(keys, weights=np.einsum("ij,ij->i", X64, X64), minlength=num_keys)
     elif second_moment == "diagonal":
         stats.second = np.asarray(indicator @ (X64 * X64))
+    elif second_moment == "matrix":
+        stats.second = np.stack([pack_outer(X64[keys == key]) for key in range(num_keys)])
     return stats
 
 

@@ -10,13 +10,16 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from dpsynth.clustering import Stats, corrected_sq_norm, min_rows_to_keep, noisy_means
+from dpsynth.clustering import (Stats, corrected_sq_norm, min_rows_to_keep, noisy_means, packed_size,
+                                unpack_symmetric)
 
 # Variances are floored at this fraction of R^2 / d (a "small positive value").
 VARIANCE_FLOOR = 1e-4
 # A diagonal variance is floored at this fraction of its component's mean variance,
 # so that a coordinate whose noisy second moment came out tiny cannot collapse.
 DIAGONAL_FLOOR_FRACTION = 0.05
+# A full covariance's eigenvalues are floored at this fraction of their mean.
+SHAPE_FLOOR_FRACTION = 0.05
 # Rows per sampling shard: bounds a worker's memory whatever num_samples is.
 SAMPLE_CHUNK_ROWS = 65536
 
@@ -31,16 +34,31 @@ class ClassMixture:
     means: np.ndarray  # [K, d]
     variances: np.ndarray  # [K] spherical or [K, d] diagonal
     note: str = ""
+    # Full covariance only: component j's covariance is variances[j] * shape.
+    # shape [d, d] is symmetric positive definite with trace d (mean eigenvalue 1);
+    # shrinkage is how far it was pulled towards the identity (1: spherical).
+    shape: Optional[np.ndarray] = None
+    shrinkage: Optional[float] = None
 
     @property
     def num_components(self) -> int:
         return len(self.weights)
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": _json_label(self.label), "noisy_count": self.noisy_count,
-                "num_components": self.num_components, "note": self.note,
-                "weights": self.weights.tolist(), "means": self.means.tolist(),
-                "variances": self.variances.tolist()}
+        out = {"label": _json_label(self.label), "noisy_count": self.noisy_count,
+               "num_components": self.num_components, "note": self.note,
+               "weights": self.weights.tolist(), "means": self.means.tolist(),
+               "variances": self.variances.tolist()}
+        if self.shape is not None:
+            out.update(shrinkage=self.shrinkage, shape=self.shape.tolist())
+        return out
+
+    def shape_factor(self) -> Optional[np.ndarray]:
+        """L with L L^T = shape (from its eigendecomposition; shape is positive definite)."""
+        if self.shape is None:
+            return None
+        eigenvalues, vectors = np.linalg.eigh(self.shape)
+        return vectors * np.sqrt(np.maximum(eigenvalues, 0.0))
 
 
 @dataclasses.dataclass
@@ -68,11 +86,14 @@ class ReleasedMixture:
         for c in data["classes"]:
             k = int(c["num_components"])
             var_shape = (k, d) if data["covariance"] == "diagonal" else (k,)
+            shape = c.get("shape")
             classes.append(ClassMixture(c["label"], float(c["noisy_count"]),
                                         np.asarray(c["weights"], dtype=np.float64).reshape(k),
                                         np.asarray(c["means"], dtype=np.float64).reshape(k, d),
                                         np.asarray(c["variances"], dtype=np.float64).reshape(var_shape),
-                                        c.get("note", "")))
+                                        c.get("note", ""),
+                                        None if shape is None else np.asarray(shape, dtype=np.float64).reshape(d, d),
+                                        c.get("shrinkage")))
         return cls(classes, d, float(data["radius"]), data["clip_mode"], data["covariance"],
                    bool(data["private"]))
 
@@ -102,7 +123,11 @@ class ReleasedMixture:
         std = np.sqrt(mixture.variances[component])
         if std.ndim == 1:
             std = std[:, None]
-        X = mixture.means[component] + std * rng.standard_normal((num_rows, self.dimension))
+        noise = rng.standard_normal((num_rows, self.dimension))
+        factor = mixture.shape_factor()
+        if factor is not None:
+            noise = noise @ factor.T
+        X = mixture.means[component] + std * noise
         if self.clip_mode == "normalize":
             X *= self.radius / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-300)
         else:
@@ -128,11 +153,15 @@ def sampling_rng(noise_seed: Optional[int], class_index: int, chunk_index: int) 
 def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str], *, dimension: int,
                 radius: float, clip_mode: str, covariance: str, count_sigma: float, sum_sigma: float,
                 noisy_class_counts: dict[int, float], private: bool,
-                class_sigmas: Optional[dict[int, tuple[float, float]]] = None) -> ReleasedMixture:
+                class_sigmas: Optional[dict[int, tuple[float, float]]] = None,
+                class_second_moments: Optional[dict[int, tuple[np.ndarray, float, float]]] = None
+                ) -> ReleasedMixture:
     """Weights from noisy counts, means from noisy sums, variances from noisy moments.
 
     class_sigmas overrides (count_sigma, sum_sigma) for classes whose stats
     combine several releases (see algorithm.combine_whole_class).
+    class_second_moments: for a full covariance, each class's released
+    (packed second-moment matrix, count released with it, noise sigma).
     """
     floor = VARIANCE_FLOOR * radius**2 / dimension
     classes = []
@@ -162,7 +191,22 @@ def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str
             mean_sq_norm = np.clip(kept.second / n, 0.0, radius**2)
         else:
             mean_sq_norm = np.clip(kept.second.sum(axis=1) / n, 0.0, radius**2)
+        second_matrix = None
+        if covariance == "full":
+            packed, matrix_count, matrix_sigma = (class_second_moments or {})[class_id]
+            second_matrix = class_second_matrix(packed, matrix_count, dimension, radius, clip_mode)
+            if clip_mode == "clip":  # no per-component moments: the class's mean squared norm
+                mean_sq_norm = np.full(len(n), np.clip(np.trace(second_matrix), 0.0, radius**2))
         spherical = np.maximum((mean_sq_norm - np.minimum(sq_mean_norm, mean_sq_norm)) / dimension, floor)
+        shape = shrinkage = None
+        if second_matrix is not None:
+            weights = n / n.sum()
+            # Within-component scatter: second moment minus the components' mean outer products,
+            # each noisy mean's own noise (sigma^2 / n_j^2 per coordinate) taken back out.
+            between = (means * weights[:, None]).T @ means
+            between -= np.sum(weights * class_sum_sigma**2 / n**2) * np.eye(dimension)
+            noise_fro2 = packed_size(dimension) * matrix_sigma**2 / max(matrix_count, 1.0) ** 2
+            shape, shrinkage = shrink_covariance(second_matrix - between, noise_fro2)
         if covariance == "diagonal":
             raw_mean = kept.total / n[:, None]
             per_coord = kept.second / n[:, None] - raw_mean**2 + class_sum_sigma**2 / n[:, None] ** 2
@@ -170,8 +214,45 @@ def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str
         else:
             variances = spherical
         classes.append(ClassMixture(label, noisy_class_counts.get(class_id, float(n.sum())), n / n.sum(),
-                                    means, variances, notes.get(class_id, "")))
+                                    means, variances, notes.get(class_id, ""), shape, shrinkage))
     return ReleasedMixture(classes, dimension, radius, clip_mode, covariance, private)
+
+
+def class_second_matrix(packed: np.ndarray, noisy_count: float, dimension: int, radius: float,
+                        clip_mode: str) -> np.ndarray:
+    """E[x x^T] of one class from its released packed sum and count.
+
+    Normalised rows all have ||x||^2 = R^2, so the trace is known exactly and
+    the diagonal's noise is shifted off it (public knowledge, no privacy cost).
+    """
+    matrix = unpack_symmetric(packed, dimension) / max(noisy_count, 1.0)
+    if clip_mode == "normalize":
+        matrix += (radius**2 - np.trace(matrix)) / dimension * np.eye(dimension)
+    return matrix
+
+
+def shrink_covariance(noisy: np.ndarray, noise_fro2: float) -> tuple[np.ndarray, float]:
+    """Shape (trace d) of a noisy covariance, shrunk towards the identity by its known noise.
+
+    With C = C0 + E and E's expected squared Frobenius norm known from the
+    plan, the mix (1 - a) C + a tr(C)/d I closest to C0 has
+    a = E||E||^2 / E||C - tr(C)/d I||^2, estimated by plugging in the noisy C
+    (the shrinkage of Ledoit and Wolf, with the noise known instead of
+    estimated). Much noise gives a = 1, the spherical model; none gives the
+    sample covariance. Eigenvalues are then floored so the shape stays
+    positive definite. Returns (shape, a).
+    """
+    dimension = len(noisy)
+    level = np.trace(noisy) / dimension
+    if not np.isfinite(level) or level <= 0:
+        return np.eye(dimension), 1.0
+    deviation = float(np.sum((noisy - level * np.eye(dimension)) ** 2))
+    shrinkage = 1.0 if deviation <= noise_fro2 else noise_fro2 / deviation
+    mixed = (1.0 - shrinkage) * noisy + shrinkage * level * np.eye(dimension)
+    eigenvalues, vectors = np.linalg.eigh(mixed)
+    eigenvalues = np.maximum(eigenvalues, SHAPE_FLOOR_FRACTION * level)
+    shape = (vectors * eigenvalues) @ vectors.T
+    return shape * dimension / np.trace(shape), float(shrinkage)
 
 
 def _json_label(label: Any) -> Any:

@@ -14,7 +14,11 @@ from typing import Any, Optional
 from dpsynth.errors import UserError
 
 CLIP_MODES = ("normalize", "clip")
-COVARIANCES = ("spherical", "diagonal")
+COVARIANCES = ("auto", "spherical", "diagonal", "full")
+# A full covariance releases d (d + 1) / 2 values per class and holds a d x d
+# matrix per class on every worker; above this d it is refused, and "auto"
+# falls back to spherical.
+MAX_FULL_COVARIANCE_DIMENSION = 1024
 CLASS_BALANCES = ("proportional", "balanced")
 
 # Above this epsilon the guarantee is weak enough that users deserve a warning.
@@ -37,8 +41,14 @@ class SynthesisConfig:
       class counts and the planned noise (clustering.choose_num_clusters).
     rounds: T, the number of DP Lloyd rounds after seeding; the last one's
       release is the fitted mixture.
-    covariance: "spherical" (one variance per component) or "diagonal"
-      (one per coordinate; costs a release of per-coordinate second moments).
+    covariance: "spherical" (one variance per component), "diagonal"
+      (one per coordinate; costs a release of per-coordinate second moments)
+      or "full" (each class's components share the shape of one released
+      d x d within-component covariance, shrunk towards spherical as far as
+      its noise demands, each component keeping its own scale; costs a
+      second-moment matrix per class, d <= 1024). "auto" (the default) is
+      "full" up to d = 1024 and "spherical" above: on the benchmarks' public
+      rows (BENCHMARKS.md) the full shape gained most at epsilon >= 1.
     num_samples: synthetic rows in all; None is about as many as the noisy
       count of private rows.
     class_balance: split num_samples proportionally to the noisy class counts,
@@ -58,7 +68,7 @@ class SynthesisConfig:
     clip_mode: str = "normalize"
     max_clusters: Optional[int] = None
     rounds: int = 1
-    covariance: str = "spherical"
+    covariance: str = "auto"
     num_samples: Optional[int] = None
     class_balance: str = "proportional"
     privacy_unit_column: Optional[str] = None
@@ -93,6 +103,12 @@ class SynthesisConfig:
     def is_private(self) -> bool:
         """False for the test-only switches: the output then carries no guarantee."""
         return self.noise_seed is None and not self.disable_noise
+
+    def for_dimension(self, dimension: int) -> "SynthesisConfig":
+        """This config with "auto" resolved for embeddings of this (public) dimension."""
+        if self.covariance != "auto":
+            return self
+        return self.replace(covariance="full" if dimension <= MAX_FULL_COVARIANCE_DIMENSION else "spherical")
 
     def replace(self, **changes: Any) -> "SynthesisConfig":
         return dataclasses.replace(self, **changes)

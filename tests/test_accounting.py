@@ -5,6 +5,7 @@ import pytest
 
 from dpsynth.accounting import Mechanism, PrivacyLedger, composed_epsilon
 from dpsynth.calibration import SPEND_FLOOR, plan_releases
+from dpsynth.errors import UserError
 from dpsynth.params import SynthesisConfig
 
 
@@ -18,7 +19,8 @@ def test_composition_matches_the_equivalent_single_gaussian():
 
 
 @pytest.mark.parametrize("epsilon", [0.25, 1.0, 3.0, 8.0])
-@pytest.mark.parametrize("covariance,discover", [("spherical", False), ("diagonal", True)])
+@pytest.mark.parametrize("covariance,discover", [("spherical", False), ("diagonal", True), ("full", False),
+                                                ("auto", True)])
 def test_calibrated_plan_spends_between_90_and_100_percent(epsilon, covariance, discover):
     config = SynthesisConfig(epsilon=epsilon, delta=1e-5, covariance=covariance, rounds=2)
     plan = plan_releases(config, 64, discover_labels=discover)
@@ -35,7 +37,8 @@ def test_noise_shrinks_as_epsilon_grows():
 
 
 def test_ledger_lists_every_release_with_its_count():
-    plan = plan_releases(SynthesisConfig(epsilon=1, delta=1e-5, rounds=3, clip_mode="clip"), 16, True)
+    plan = plan_releases(SynthesisConfig(epsilon=1, delta=1e-5, rounds=3, clip_mode="clip", covariance="spherical"),
+                         16, True)
     entries = {m["name"]: m for m in plan.ledger.to_json()["mechanisms"]}
     assert set(entries) == {"label_selection", "class_count", "class_sum", "seed_count", "seed_sum",
                             "lloyd_count", "lloyd_sum", "final_count", "final_sum", "final_second_moment"}
@@ -55,3 +58,22 @@ def test_noise_free_test_mode_reports_no_privacy():
     plan = plan_releases(SynthesisConfig(epsilon=1, delta=1e-5, disable_noise=True), 8, False)
     assert plan.ledger.to_json()["spent"]["epsilon"] is None
     assert all(m.sigma == 0 for m in plan.ledger.mechanisms)
+
+
+def test_full_covariance_adds_one_matrix_release_per_class_with_its_sensitivity():
+    plan = plan_releases(SynthesisConfig(epsilon=1, delta=1e-5, covariance="full"), 16, False)
+    entries = {m["name"]: m for m in plan.ledger.to_json()["mechanisms"]}
+    matrix = entries["class_second_moment_matrix"]
+    # ||x x^T||_F = ||x||^2 <= R^2 = 1, plus the grid's rounding slack on 16 * 17 / 2 coordinates
+    assert 1.0 <= matrix["l2_sensitivity"] < 1.01 and matrix["count"] == 1
+    assert "final_second_moment" not in entries  # the matrix gives every scale a full covariance needs
+    assert plan.class_covariance_sigma == pytest.approx(matrix["sigma"])
+
+
+def test_auto_covariance_is_full_up_to_the_dimension_cap_and_spherical_above():
+    config = SynthesisConfig(epsilon=1, delta=1e-5)
+    assert config.covariance == "auto"
+    assert plan_releases(config, 64, False).covariance == "full"
+    assert plan_releases(config, 2048, False).covariance == "spherical"
+    with pytest.raises(UserError, match="d <= 1024"):
+        plan_releases(config.replace(covariance="full"), 2048, False)

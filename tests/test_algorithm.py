@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from dpsynth import algorithm
+from dpsynth import algorithm, clustering
 from dpsynth.calibration import PassNoise, plan_releases
 from dpsynth.clustering import Stats, WholeClass
 from dpsynth.noise import SecureNoise
@@ -113,3 +113,29 @@ def test_a_one_component_class_uses_every_pass_not_only_the_final_one():
         squared_errors.append(np.sum((mixture.means[0] - exact_mean) ** 2))
     final_only = d * plan.final_pass.sum_sigma**2 / n**2
     assert np.mean(squared_errors) < 0.75 * final_only
+
+
+def test_class_matrix_release_has_the_planned_scale_on_every_packed_coordinate():
+    # Failure probability: 2 * FAILURE_PROBABILITY = 2e-7 (one chi-square bound, two-sided).
+    plan = plan_releases(SynthesisConfig(epsilon=1.0, delta=1e-5, covariance="full"), 40, discover_labels=False)
+    state = algorithm.initial_state(("a", "b", "c", "d", "e"), plan)
+    spec = state.next_pass
+    assert spec.second_moment == "matrix" and spec.second_sigma == plan.class_covariance_sigma
+    released = algorithm.release_pass({}, spec, 40, SecureNoise())  # no rows: the release is pure noise
+    noise = np.concatenate([released[c].second.ravel() for c in range(5)]) / plan.class_covariance_sigma
+    assert noise.size == 5 * 40 * 41 // 2
+    lo, hi = _chi2_bounds(noise.size)
+    assert lo <= np.mean(noise**2) <= hi
+
+
+def test_full_covariance_run_keeps_the_matrix_for_the_fit_and_only_the_count_and_sum_in_history():
+    config = SynthesisConfig(epsilon=2.0, delta=1e-5, labels=("a",), covariance="full", disable_noise=True)
+    plan = plan_releases(config, 3, discover_labels=False)
+    state = algorithm.initial_state(config.labels, plan)
+    X = np.random.default_rng(0).standard_normal((500, 3))
+    exact = {0: Stats(np.array([500.0]), X.sum(0, keepdims=True), clustering.pack_outer(X)[None])}
+    after = algorithm.advance(state, exact, plan, config)
+    kept = after.class_covariance[0]
+    np.testing.assert_allclose(kept.packed_second, clustering.pack_outer(X))
+    assert kept.noisy_count == 500.0 and kept.sigma == plan.class_covariance_sigma
+    assert after.whole_class[0][0].stats.second is None

@@ -84,3 +84,21 @@ def test_corrected_sq_norm_removes_noise_bias():
     corrected = clustering.corrected_sq_norm(stats, sigma)
     # mean of 2000 estimates: its standard error is far below the bias (d sigma^2 / n^2 = 0.16)
     assert abs(corrected.mean() - np.sum(mu**2)) < 0.02
+
+
+def test_packed_outer_products_keep_the_frobenius_norm_and_unpack_exactly():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((40, 5))
+    packed = clustering.pack_outer(X)
+    assert packed.shape == (clustering.packed_size(5),) == (15,)
+    gram = X.T @ X
+    # the L2 norm of the packed vector is the Frobenius norm: one row's is ||x||^2
+    assert np.linalg.norm(packed) == pytest.approx(np.linalg.norm(gram), rel=1e-12)
+    assert np.linalg.norm(clustering.pack_outer(X[:1])) == pytest.approx(np.sum(X[0] ** 2), rel=1e-12)
+    np.testing.assert_allclose(clustering.unpack_symmetric(packed, 5), gram, atol=1e-12)
+    keys = rng.integers(0, 3, 40)
+    stats = clustering.key_stats(keys, X, 3, "matrix")
+    for k in range(3):
+        np.testing.assert_allclose(stats.second[k], clustering.pack_outer(X[keys == k]), atol=1e-12)
+    merged = clustering.Stats.zeros(3, 5, "matrix").add(stats)
+    np.testing.assert_allclose(merged.second, stats.second)

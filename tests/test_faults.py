@@ -70,7 +70,8 @@ def test_a_retried_bundle_counts_rows_once_and_draws_noise_once(tmp_path, monkey
     monkeypatch.setattr(release, "noise_source", lambda seed, disabled=False: _CountingSource(SeededNoise(seed)))
     _CountingSource.draws.clear()
     table = _table()
-    config = SynthesisConfig(epsilon=2.0, delta=1e-6, labels=(0, 1), max_clusters=2, noise_seed=11)
+    config = SynthesisConfig(epsilon=2.0, delta=1e-6, labels=(0, 1), max_clusters=2, noise_seed=11,
+                             covariance="spherical")
     batches = [table.slice(i, 50) for i in range(0, table.num_rows, 50)]
     summary = run_synthesis_job(lambda p: p | beam.Create(batches), config, str(tmp_path / "out"),
                                 PipelineOptions(["--runner=BundleBasedDirectRunner"]), dimension=DIM,

@@ -7,7 +7,7 @@ from dpsynth.params import SynthesisConfig, parse_label_list
 @pytest.mark.parametrize("changes", [
     {"epsilon": 0}, {"epsilon": -1}, {"epsilon": float("inf")}, {"epsilon": float("nan")},
     {"delta": 0}, {"delta": 1}, {"delta": 1.5}, {"radius": 0}, {"clip_mode": "squash"},
-    {"covariance": "full"}, {"class_balance": "random"}, {"rounds": 0}, {"max_clusters": 0},
+    {"covariance": "tied"}, {"class_balance": "random"}, {"rounds": 0}, {"max_clusters": 0},
     {"num_samples": -1}, {"labels": ()}, {"labels": ("a", "a")},
 ])
 def test_invalid_values_are_user_errors(changes):

@@ -39,7 +39,8 @@ def test_release_pass_in_a_test_pipeline_emits_every_class():
         assert_that(counts, equal_to([[(0, 2.0), (1, 2.0), (2, 0.0)]]))
 
 
-@pytest.mark.parametrize("rounds,covariance,reread", [(1, "spherical", False), (2, "diagonal", True)])
+@pytest.mark.parametrize("rounds,covariance,reread", [(1, "spherical", False), (2, "diagonal", True),
+                                                     (2, "full", True)])
 def test_beam_and_local_agree_on_every_released_statistic_without_noise(parquet_input, tmp_path, rounds,
                                                                         covariance, reread):
     config = SynthesisConfig(epsilon=1.0, delta=1e-5, labels=parquet_input["label_set"], rounds=rounds,
@@ -61,6 +62,10 @@ def test_beam_and_local_agree_on_every_released_statistic_without_noise(parquet_
         np.testing.assert_allclose(x["weights"], y["weights"], rtol=1e-9)
         np.testing.assert_allclose(x["means"], y["means"], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(x["variances"], y["variances"], rtol=1e-9, atol=1e-12)
+        assert ("shape" in x) == ("shape" in y) == (covariance == "full")
+        if covariance == "full":
+            np.testing.assert_allclose(x["shape"], y["shape"], rtol=1e-7, atol=1e-10)
+            assert x["shrinkage"] == pytest.approx(y["shrinkage"], rel=1e-7)
     assert local.rows_per_class == beam_run.rows_per_class
     assert beam_run.diagnostics["rows_read"] == beam_run.diagnostics["rows_valid"] == 2000
 
