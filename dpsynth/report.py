@@ -25,14 +25,21 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
               "## Released mixture", "",
               f"dimension {mixture.dimension}; rows "
               f"{'normalised onto the sphere' if mixture.clip_mode == 'normalize' else 'clipped into the ball'}"
-              f" of radius {mixture.radius:g}; {mixture.covariance} covariances", "",
-              "| label | noisy count | components | synthetic rows | note |",
-              "|---|---|---|---|---|"]
+              f" of radius {mixture.radius:g}; {mixture.covariance} covariances", ""]
+    full = mixture.covariance == "full"
+    if full:
+        lines += ["Shrinkage: how far each class's released covariance shape was pulled towards spherical",
+                  "by its noise (0: the estimated covariance as is, 1: spherical).", ""]
+    lines += ["| label | noisy count | components | synthetic rows |" + (" shrinkage |" if full else "") + " note |",
+              "|---|---|---|---|" + ("---|" if full else "") + "---|"]
     for cls, rows in zip(mixture.classes, rows_per_class):
         note = cls.note or ""
         if cls.num_components == 0:
             note = f"no synthetic rows: {note}" if note else "no synthetic rows"
-        lines.append(f"| {cls.label} | {cls.noisy_count:.0f} | {cls.num_components} | {rows} | {note} |")
+        shrinkage = ""
+        if full:
+            shrinkage = " - |" if cls.shrinkage is None else f" {cls.shrinkage:.2f} |"
+        lines.append(f"| {cls.label} | {cls.noisy_count:.0f} | {cls.num_components} | {rows} |{shrinkage} {note} |")
     lines += ["", f"Synthetic rows in all: {sum(rows_per_class)}", "", "## Files", ""]
     lines += [f"- {name}: `{path}`" for name, path in files.items()]
     lines += ["", "## Data-owner diagnostics (exact counts, NOT differentially private)", "",

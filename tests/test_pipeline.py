@@ -86,6 +86,9 @@ def test_full_job_writes_every_output_with_a_valid_ledger(parquet_input, tmp_pat
     assert 1.8 <= privacy["spent"]["epsilon"] <= 2.0
     report = (out / "report.md").read_text()
     assert "ant" in report and "NOT PRIVATE" not in report
+    # the default covariance at this small d is full: the report says how far each shape was shrunk
+    assert "full covariances" in report and "| shrinkage |" in report
+    assert json.loads((out / "gmm.json").read_text())["covariance"] == "full"
     assert not list(tmp_path.glob("out.staging-*"))
 
 
