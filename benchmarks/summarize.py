@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
-LABELS = {"dpsynth": "dpsynth (DP synthetic + MLP)", "class_means": "DP class means + MLP",
+LABELS = {"dpsynth": "dpsynth (DP synthetic + MLP)",
+          "dpsynth_spherical": "dpsynth, spherical covariance (ablation)", "class_means": "DP class means + MLP",
           "dpsgd_mlp": "DP-SGD, MLP", "dpsgd_linear": "DP-SGD, linear probe",
           "nonprivate": "non-private MLP (ceiling)"}
-ORDER = ("dpsynth", "class_means", "dpsgd_mlp", "dpsgd_linear", "nonprivate")
+ORDER = ("dpsynth", "dpsynth_spherical", "class_means", "dpsgd_mlp", "dpsgd_linear", "nonprivate")
 ANCHOR_FMNIST_EPS3 = 0.897  # Tramer & Boneh 2021, DP-SGD on ScatterNet features
 
 
