@@ -55,6 +55,8 @@ def files(tmp_path_factory) -> dict[str, str]:
     write("float_labels", good.set_column(1, "label", good.column("label").cast(pa.float64())))
     write("bool_labels", good.set_column(1, "label", good.column("label").cast(pa.bool_())))
     write("all_null_embeddings", pa.table({"embedding": pa.nulls(10, pa.list_(pa.float64())), "label": [0] * 10}))
+    wide = np.random.default_rng(0).standard_normal((40, 1100)).astype(np.float32)
+    write("wide", pa.table({"embedding": pa.array(list(wide), pa.list_(pa.float32())), "label": [0, 1] * 20}))
     return paths
 
 
@@ -103,6 +105,8 @@ USER_ERRORS = {
     "clusters zero": ("good", BASE + ["--max-clusters", "0"], "--max-clusters must be an integer"),
     "samples negative": ("good", BASE + ["--num-samples", "-3"], "--num-samples must be a non-negative"),
     "bad clip mode": ("good", BASE + ["--clip-mode", "squash"], "invalid choice"),
+    "full covariance above its dimension cap": ("wide", BASE + ["--covariance", "full", "--allow-large-delta"],
+                                                "needs d <= 1024, got d = 1100"),
 }
 
 
