@@ -164,7 +164,8 @@ def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, conf
     if spec.index == 0:
         summaries = clustering.class_summaries(
             released, state.num_classes, plan.radius, config.clip_mode, plan.class_pass.sum_sigma,
-            plan.final_pass.sum_sigma, plan.final_pass.count_sigma, config.max_clusters)
+            plan.final_pass.sum_sigma, plan.final_pass.count_sigma, config.max_clusters,
+            clustering.signal_to_noise_for(plan.covariance))
         for c, summary in summaries.items():
             if summary.num_clusters == 0:
                 notes[c] = (f"noisy count {summary.noisy_count:.0f} is below the "

@@ -26,6 +26,11 @@ DEFAULT_MAX_CLUSTERS = 10
 # component that pools every pass's release (algorithm.combine_whole_class),
 # hence a quarter of the spread.
 MEAN_SIGNAL_TO_NOISE = 4.0
+# With a full covariance the single component already has the class's shape
+# (its first two moments), so a split only pays for multimodality and must
+# clear a higher bar: a sixteenth of the spread (chosen on the benchmarks'
+# public rows among 4, 8 and 16; BENCHMARKS.md, third round).
+FULL_COVARIANCE_MEAN_SIGNAL_TO_NOISE = 16.0
 # Kept clusters must have a noisy count above this many count-noise sigmas.
 COUNT_SIGMAS_TO_KEEP = 3.0
 # Seeding hashes each class into about this many buckets per cluster.
@@ -263,14 +268,18 @@ def min_rows_to_keep(count_sigma: float) -> float:
     return max(float(MIN_CLUSTER_ROWS), COUNT_SIGMAS_TO_KEEP * count_sigma)
 
 
+def signal_to_noise_for(covariance: str) -> float:
+    return FULL_COVARIANCE_MEAN_SIGNAL_TO_NOISE if covariance == "full" else MEAN_SIGNAL_TO_NOISE
+
+
 def choose_num_clusters(noisy_count: float, spread: float, dimension: int, radius: float,
                         final_sum_sigma: float, final_count_sigma: float,
-                        max_clusters: Optional[int]) -> int:
+                        max_clusters: Optional[int], signal_to_noise: float = MEAN_SIGNAL_TO_NOISE) -> int:
     """k for one class, from its released count and the planned noise only.
 
     A fixed max_clusters is used as given. Otherwise each cluster must hold
     enough rows that the noise on its mean, sigma * sqrt(d) / n, is at most
-    1 / MEAN_SIGNAL_TO_NOISE of the class spread, capped at DEFAULT_MAX_CLUSTERS.
+    1 / signal_to_noise of the class spread, capped at DEFAULT_MAX_CLUSTERS.
     """
     keep = min_rows_to_keep(final_count_sigma)
     if noisy_count < keep:
@@ -278,13 +287,14 @@ def choose_num_clusters(noisy_count: float, spread: float, dimension: int, radiu
     if max_clusters is not None:
         return max(1, min(max_clusters, int(noisy_count // keep)))
     spread = max(spread, 0.05 * radius)
-    rows_per_cluster = max(keep, MEAN_SIGNAL_TO_NOISE * final_sum_sigma * math.sqrt(dimension) / spread)
+    rows_per_cluster = max(keep, signal_to_noise * final_sum_sigma * math.sqrt(dimension) / spread)
     return int(min(DEFAULT_MAX_CLUSTERS, max(1, noisy_count // rows_per_cluster)))
 
 
 def class_summaries(released: dict[int, Stats], num_classes: int, radius: float, clip_mode: str,
                     class_sum_sigma: float, final_sum_sigma: float, final_count_sigma: float,
-                    max_clusters: Optional[int]) -> dict[int, ClassSummary]:
+                    max_clusters: Optional[int], signal_to_noise: float = MEAN_SIGNAL_TO_NOISE
+                    ) -> dict[int, ClassSummary]:
     out = {}
     for class_id in range(num_classes):
         stats = released[class_id]
@@ -293,7 +303,7 @@ def class_summaries(released: dict[int, Stats], num_classes: int, radius: float,
         spread = math.sqrt(max(radius**2 - float(corrected_sq_norm(stats, class_sum_sigma)[0]), 0.0))
         d = stats.total.shape[1]
         k = choose_num_clusters(float(stats.count[0]), spread, d, radius, final_sum_sigma,
-                                final_count_sigma, max_clusters)
+                                final_count_sigma, max_clusters, signal_to_noise)
         out[class_id] = ClassSummary(float(stats.count[0]), mean, spread, k)
     return out
 

@@ -102,3 +102,17 @@ def test_packed_outer_products_keep_the_frobenius_norm_and_unpack_exactly():
         np.testing.assert_allclose(stats.second[k], clustering.pack_outer(X[keys == k]), atol=1e-12)
     merged = clustering.Stats.zeros(3, 5, "matrix").add(stats)
     np.testing.assert_allclose(merged.second, stats.second)
+
+
+def test_a_full_covariance_asks_more_of_a_split():
+    args = dict(spread=0.5, dimension=64, radius=1.0, final_count_sigma=5.0, max_clusters=None, final_sum_sigma=2.0)
+    spherical = clustering.choose_num_clusters(20000, **args,
+                                               signal_to_noise=clustering.signal_to_noise_for("spherical"))
+    full = clustering.choose_num_clusters(20000, **args, signal_to_noise=clustering.signal_to_noise_for("full"))
+    # rows per cluster: 4 (resp. 16) * 2 * 8 / 0.5 = 128 (resp. 512)
+    assert (spherical, full) == (10, 10)  # both capped with this much data
+    spherical_few = clustering.choose_num_clusters(2000, **args,
+                                                   signal_to_noise=clustering.signal_to_noise_for("spherical"))
+    assert spherical_few == 10  # 2000 // 128 = 15, capped
+    few = clustering.choose_num_clusters(2000, **args, signal_to_noise=clustering.signal_to_noise_for("full"))
+    assert few == 2000 // 512 == 3
