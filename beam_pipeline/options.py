@@ -56,7 +56,8 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--covariance", choices=COVARIANCES, default="auto",
                         help="covariance model of each component: full (one released d x d shape per class, "
                              "shrunk towards spherical by its noise; d <= 1024), spherical or diagonal; "
-                             "auto (default): full up to d = 1024, else spherical")
+                             "auto (default): full up to d = 1024 (d = 128 with discovered labels) while all classes' "
+                             "matrices fit 2^25 values, else spherical")
     parser.add_argument("--privacy-unit-column",
                         help="column identifying a person: each keeps one record (user-level DP)")
     parser.add_argument("--allow-large-delta", action="store_true",

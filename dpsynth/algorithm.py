@@ -78,6 +78,15 @@ class RunState:
     def num_classes(self) -> int:
         return len(self.labels)
 
+    def for_workers(self) -> "RunState":
+        """What a pass's workers need (the pass spec), without the releases kept for the fit.
+
+        The class matrices alone can reach 2^25 values; every worker reads
+        the state as a side input in every pass, so they stay on the
+        driver-side chain that advances the run.
+        """
+        return dataclasses.replace(self, whole_class={}, class_covariance={})
+
 
 def num_passes(config: SynthesisConfig) -> int:
     return 2 + config.rounds

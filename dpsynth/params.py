@@ -19,6 +19,13 @@ COVARIANCES = ("auto", "spherical", "diagonal", "full")
 # matrix per class on every worker; above this d it is refused, and "auto"
 # falls back to spherical.
 MAX_FULL_COVARIANCE_DIMENSION = 1024
+# "auto" also bounds the matrices held in all (classes x d (d + 1) / 2 values,
+# 2^25 = 256 MB of float64): every worker sums them per bundle and the fit
+# holds them all. With discovered labels the class count is unknown when the
+# plan is made, so "auto" then keeps full covariances to d <= 128 (8,256
+# values a class: 4,000 classes fit the bound).
+MAX_AUTO_FULL_COVARIANCE_VALUES = 2**25
+AUTO_FULL_DIMENSION_WITH_DISCOVERED_LABELS = 128
 CLASS_BALANCES = ("proportional", "balanced")
 
 # Above this epsilon the guarantee is weak enough that users deserve a warning.
@@ -47,8 +54,10 @@ class SynthesisConfig:
       d x d within-component covariance, shrunk towards spherical as far as
       its noise demands, each component keeping its own scale; costs a
       second-moment matrix per class, d <= 1024). "auto" (the default) is
-      "full" up to d = 1024 and "spherical" above: on the benchmarks' public
-      rows (BENCHMARKS.md) the full shape gained most at epsilon >= 1.
+      "full" up to d = 1024 (while all classes' matrices stay within 2^25
+      values; up to d = 128 when labels are discovered) and "spherical"
+      above: on the benchmarks (BENCHMARKS.md) the full shape gained 1.1-2.6
+      points at every epsilon.
     num_samples: synthetic rows in all; None is about as many as the noisy
       count of private rows.
     class_balance: split num_samples proportionally to the noisy class counts,
@@ -105,10 +114,21 @@ class SynthesisConfig:
         return self.noise_seed is None and not self.disable_noise
 
     def for_dimension(self, dimension: int) -> "SynthesisConfig":
-        """This config with "auto" resolved for embeddings of this (public) dimension."""
+        """This config with "auto" resolved for embeddings of this (public) dimension.
+
+        Full when the dimension and the matrices' total size allow it (see
+        MAX_AUTO_FULL_COVARIANCE_VALUES), else spherical. Only public facts
+        decide: d and the public label set's size.
+        """
         if self.covariance != "auto":
             return self
-        return self.replace(covariance="full" if dimension <= MAX_FULL_COVARIANCE_DIMENSION else "spherical")
+        packed = dimension * (dimension + 1) // 2
+        if self.labels is None:
+            full = dimension <= AUTO_FULL_DIMENSION_WITH_DISCOVERED_LABELS
+        else:
+            full = (dimension <= MAX_FULL_COVARIANCE_DIMENSION
+                    and len(self.labels) * packed <= MAX_AUTO_FULL_COVARIANCE_VALUES)
+        return self.replace(covariance="full" if full else "spherical")
 
     def replace(self, **changes: Any) -> "SynthesisConfig":
         return dataclasses.replace(self, **changes)

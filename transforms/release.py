@@ -97,7 +97,9 @@ class ReleasePass(beam.PTransform):
         self._config = config
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
-        state = beam.pvalue.AsSingleton(self._state)
+        full_state = beam.pvalue.AsSingleton(self._state)
+        # RunState without the releases kept for the fit: what every worker reads
+        state = beam.pvalue.AsSingleton(self._state | "ForWorkers" >> beam.Map(RunState.for_workers))
         # (class_id, Stats) exact partial sums per bundle
         partials = batches | "Accumulate" >> beam.ParDo(AccumulatePassStatsFn(), state=state)
         # (class_id, None) for every public key, so empty classes get noise too
@@ -110,4 +112,4 @@ class ReleasePass(beam.PTransform):
                                                      config=self._config)
         # RunState for the next pass, computed from released values only
         return (released | "Collect" >> beam.combiners.ToDict()
-                | "Advance" >> beam.Map(_advance, state=state, plan=self._plan, config=self._config))
+                | "Advance" >> beam.Map(_advance, state=full_state, plan=self._plan, config=self._config))
