@@ -38,7 +38,6 @@ from apache_beam.runners.dask import transform_evaluator as _tev
 from apache_beam.runners.runner import PipelineState
 from apache_beam.transforms.core import DoFn
 from apache_beam.transforms.sideinputs import SideInputMap
-from apache_beam.utils.windowed_value import WindowedValue
 
 # Bytes per split of a bounded source: one Dask partition each.
 READ_SPLIT_BYTES = 64 << 20

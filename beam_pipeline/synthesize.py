@@ -20,15 +20,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from dpsynth.accounting import PrivacyLedger
 from dpsynth.calibration import plan_releases
-from dpsynth.errors import UserError
 from dpsynth.gmm import ReleasedMixture
 from dpsynth.local import synthesize_tables
 from dpsynth.params import SynthesisConfig
 from dpsynth.report import render_report
 from beam_pipeline import inputs, options
 from beam_pipeline.outputs import StagedOutput
-from beam_pipeline.pipeline import (SHARD_TEMPLATE, SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform,
-                                    rejected_schema)
+from beam_pipeline.pipeline import SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform, rejected_schema
 from transforms.sample import synthetic_table, write_json
 
 LOG = logging.getLogger("dpsynth")
@@ -157,7 +155,7 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
         if rejected is not None:
             # Re-validation gives the rejected rows themselves (the reference keeps only counts).
             _write_local_rejected(used, result, config, input_info, embedding_column, label_column,
-                                  rejected.path(f"rejected-00000-of-00001.parquet"))
+                                  rejected.path("rejected-00000-of-00001.parquet"))
         return _finalize(staging, rejected, result.ledger, config)
     finally:
         staging.abort()

@@ -14,7 +14,6 @@ benchmarks/results/opacus_check.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.privacy_utility import DELTA, prepare
+from benchmarks.public_rows import record
 from dpsynth.evaluation import dpsgd
 from dpsynth.evaluation.mlp import WIDTH, Standardizer, TrainedClassifier, build_mlp, encode_labels
 
@@ -89,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          DELTA),
                "opacus_spent_epsilon": opacus_spent, "ours_seconds": round(t1 - t0, 1),
                "opacus_seconds": round(t2 - t1, 1)}
-        with out.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        print(json.dumps(row), flush=True)
+        record(out, row)
     return 0
 
 

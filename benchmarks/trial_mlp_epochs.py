@@ -7,7 +7,6 @@ import torch
 
 torch.set_num_threads(1)
 from benchmarks.embed_cache import load_cached
-from benchmarks.privacy_utility import PROJECTIONS
 from dpsynth.evaluation.mlp import train_mlp
 from dpsynth.evaluation.projection import PublicProjection
 from dpsynth.local import synthesize_arrays

@@ -1,7 +1,7 @@
 """report.md: a human summary of what a run released and where it is."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 from dpsynth.accounting import PrivacyLedger
 from dpsynth.gmm import ReleasedMixture
