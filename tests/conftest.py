@@ -25,9 +25,28 @@ def make_mixture_data(num_classes: int = 4, dimension: int = 8, rows: int = 2000
     return X.astype(np.float32), labels
 
 
+def two_class_table(rows: int, seed: int, separation: float, dimension: int) -> pa.Table:
+    """Labels 0/1 at random; class c is N(separation * e_c, I). float64 list embeddings."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, rows)
+    X = rng.normal(size=(rows, dimension)) + separation * np.eye(dimension)[labels]
+    return pa.table({"embedding": pa.array(X.tolist(), pa.list_(pa.float64())), "label": pa.array(labels)})
+
+
 def embedding_table(X: np.ndarray, labels) -> pa.Table:
     return pa.table({"embedding": pa.array(list(np.asarray(X, dtype=np.float32)), pa.list_(pa.float32())),
                      "label": pa.array(list(labels))})
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Two torch threads on the shared 2-core machine ran several times slower than one."""
+    import torch  # here, not at the top: most tests never need torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -18,15 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_pipeline.cli import main
+from tests.conftest import two_class_table
 
 DIM = 4
 
 
 def _good(rows: int = 400, seed: int = 0) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, rows)
-    X = rng.normal(size=(rows, DIM)) + 2 * np.eye(DIM)[labels]
-    return pa.table({"embedding": pa.array(X.tolist(), pa.list_(pa.float64())), "label": pa.array(labels)})
+    return two_class_table(rows, seed, separation=2.0, dimension=DIM)
 
 
 @pytest.fixture(scope="module")

@@ -11,35 +11,21 @@ import torch
 
 from beam_pipeline.cli import main
 from dpsynth.decoders.images import read_png
+from tests.decoder_models import LinearImageDecoder
 
 FAST = ["--runner", "FnApiRunner"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-class _Decoder8(torch.nn.Module):
-    """8-d embedding -> 1x6x5 image in [0, 1]: a stand-in for a user's generator."""
+def _decoder8() -> LinearImageDecoder:
+    """8-d embedding -> 1x6x5 image: a stand-in for a user's generator."""
+    return LinearImageDecoder(6, 5)
 
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.linear = torch.nn.Linear(8, 30)
-
-    def forward(self, x):
-        return torch.sigmoid(self.linear(x)).reshape(-1, 1, 6, 5)
-
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Two torch threads on the shared 2-core machine ran several times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
 def decoder_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "decoder.pt"
-    torch.jit.script(_Decoder8()).save(str(path))
+    torch.jit.script(_decoder8()).save(str(path))
     return str(path)
 
 
@@ -75,7 +61,7 @@ def test_decode_writes_pngs_parquet_sheets_and_privacy(synthetic_dir, decoder_fi
     assert table.num_rows == synthetic.num_rows  # every synthetic row once, none lost or doubled
     assert sorted(table.column("label").to_pylist()) == sorted(synthetic.column("label").to_pylist())
     # each PNG file equals its Parquet bytes and the decoder applied to its own row
-    model = _Decoder8()
+    model = _decoder8()
     files = sorted(out.glob("*/*.png"))
     assert len(files) == table.num_rows
     first = table.slice(0, 1).to_pylist()[0]

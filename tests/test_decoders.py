@@ -10,16 +10,11 @@ from dpsynth.decoders.custom import OnnxDecoder, TorchScriptDecoder
 from dpsynth.decoders.images import contact_sheet, label_folder, png_bytes, read_png
 from dpsynth.decoders.scatternet import DIMENSION, PUBLIC_SCALE, ScatterNetInversion, public_scale, scattering
 from dpsynth.errors import UserError
+from tests.decoder_models import LinearImageDecoder
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Two torch threads on the shared 2-core machine ran several times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 @pytest.fixture(scope="module")
 def digits():
@@ -99,21 +94,14 @@ def test_registry_errors_are_one_line(name, message):
     assert "\n" not in str(info.value)
 
 
-class _TinyDecoder(torch.nn.Module):
+def _tiny_decoder() -> LinearImageDecoder:
     """8-d embedding -> 1x12x10 image in [0, 1] (NCHW)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.linear = torch.nn.Linear(8, 120)
-
-    def forward(self, x):
-        return torch.sigmoid(self.linear(x)).reshape(-1, 1, 12, 10)
+    return LinearImageDecoder(12, 10)
 
 
 def _torchscript(tmp_path, module=None):
     path = tmp_path / "decoder.pt"
-    torch.jit.script(module or _TinyDecoder()).save(str(path))
+    torch.jit.script(module or _tiny_decoder()).save(str(path))
     return str(path)
 
 
@@ -136,7 +124,7 @@ def _onnx(tmp_path, weight: np.ndarray, bias: np.ndarray, shape=(-1, 1, 12, 10))
 
 
 def test_torchscript_and_onnx_decoders_agree(tmp_path):
-    module = _TinyDecoder()
+    module = _tiny_decoder()
     x = np.random.default_rng(1).normal(size=(5, 8)).astype(np.float32)
     scripted = get_decoder(f"torchscript:{_torchscript(tmp_path, module)}")
     onnx_model = get_decoder(f"onnx:{_onnx(tmp_path, module.linear.weight.detach().numpy(), module.linear.bias.detach().numpy())}")
@@ -159,7 +147,7 @@ def test_user_decoder_errors(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(UserError, match="apply to scatternet only"):
         get_decoder(f"torchscript:{_torchscript(tmp_path)}", steps=3)
-    module = _TinyDecoder()
+    module = _tiny_decoder()
     wrong = get_decoder(f"onnx:{_onnx(tmp_path, module.linear.weight.detach().numpy(), module.linear.bias.detach().numpy(), shape=(-1, 120))}")
     with pytest.raises(UserError, match="returned shape"):
         wrong.check(8)

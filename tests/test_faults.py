@@ -31,15 +31,13 @@ from dpsynth.local import synthesize_tables
 from dpsynth.noise import SeededNoise
 from dpsynth.params import SynthesisConfig
 from dpsynth.validation import ValidBatch
+from tests.conftest import two_class_table
 
 DIM = 4
 
 
 def _table(rows: int = 300, seed: int = 0) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, rows)
-    X = rng.normal(size=(rows, DIM)) + 3 * np.eye(DIM)[labels]
-    return pa.table({"embedding": pa.array(X.tolist(), pa.list_(pa.float64())), "label": pa.array(labels)})
+    return two_class_table(rows, seed, separation=3.0, dimension=DIM)
 
 
 class _CountingSource:
