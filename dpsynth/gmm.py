@@ -6,6 +6,7 @@ anywhere (driver or worker) and be shown to anyone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -53,8 +54,13 @@ class ClassMixture:
             out.update(shrinkage=self.shrinkage, shape=self.shape.tolist())
         return out
 
+    @functools.cached_property
     def shape_factor(self) -> Optional[np.ndarray]:
-        """L with L L^T = shape (from its eigendecomposition; shape is positive definite)."""
+        """L with L L^T = shape (from its eigendecomposition; shape is positive definite).
+
+        Cached: sampling asks for it once per chunk, and at d = 1024 the
+        decomposition costs far more than a chunk's draws.
+        """
         if self.shape is None:
             return None
         eigenvalues, vectors = np.linalg.eigh(self.shape)
@@ -124,7 +130,7 @@ class ReleasedMixture:
         if std.ndim == 1:
             std = std[:, None]
         noise = rng.standard_normal((num_rows, self.dimension))
-        factor = mixture.shape_factor()
+        factor = mixture.shape_factor
         if factor is not None:
             noise = noise @ factor.T
         X = mixture.means[component] + std * noise
