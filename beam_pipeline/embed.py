@@ -192,7 +192,9 @@ def run(argv: list[str]) -> int:
     args, beam_args = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("dpsynth").setLevel(logging.INFO)  # our progress lines, not Beam's INFO chatter
-    options = PipelineOptions(beam_args)
+    from beam_pipeline.options import map_runner_names
+
+    options = PipelineOptions(map_runner_names(beam_args))
     check_output_free(args.output, args.overwrite)
     stage = EmbeddingStage(args)
     rejected_dir = StagedOutput(args.rejected_output, args.overwrite) if args.rejected_output else None

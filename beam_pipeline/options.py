@@ -148,10 +148,39 @@ def check_delta(config: SynthesisConfig, min_rows: Optional[int]) -> None:
 # --- end release-dp
 
 
+# --- release-dp: Beam's own Dask runner name means the corrected runner
+DASK_RUNNER = "beam_pipeline.dask_runner.DaskRunner"
+_BEAM_DASK_NAMES = ("daskrunner", "dask", "apache_beam.runners.dask.dask_runner.daskrunner")
+
+
+def map_runner_names(beam_args: Sequence[str]) -> list[str]:
+    """`--runner DaskRunner` (Beam's name) -> dpsynth's corrected Dask runner.
+
+    Beam's own DaskRunner silently skips sinks and redraws noise on
+    recomputation (beam_pipeline/dask_runner.py): a user who writes Beam's
+    name must get the runner that is correct for this pipeline.
+    """
+    args = list(beam_args)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] == "--runner" and i + 1 < len(args) and args[i + 1].lower() in _BEAM_DASK_NAMES:
+            out += ["--runner", DASK_RUNNER]
+            i += 2
+            continue
+        if args[i].startswith("--runner=") and args[i].split("=", 1)[1].lower() in _BEAM_DASK_NAMES:
+            out.append(f"--runner={DASK_RUNNER}")
+        else:
+            out.append(args[i])
+        i += 1
+    return out
+# --- end release-dp
+
+
 def split_runner(beam_args: Sequence[str]) -> tuple[bool, list[str]]:
     """(True, rest) when the user asked for the one-process local reference."""
     rest, local = [], False
-    args = list(beam_args)
+    args = map_runner_names(beam_args)
     i = 0
     while i < len(args):
         if args[i] == "--runner" and i + 1 < len(args) and args[i + 1].lower() == LOCAL_RUNNER:
