@@ -203,7 +203,8 @@ def pipeline_statistic(tables_d: list, record_table, config, plan, source, runs:
 
     tables = list(tables_d) + ([record_table] if with_record else [])
     table = pa.concat_tables(tables)
-    spec = InputSpec("embedding", "label", plan.dimension, tuple(config.labels), config.radius, config.clip_mode)
+    spec = InputSpec("embedding", "label", plan.dimension, tuple(config.labels), config.radius, config.clip_mode,
+                     config.max_rows)
     batch = validate_table(table, spec).valid
     record = validate_table(record_table, spec).valid.embeddings[0].astype(np.float64)
     unit = record / np.linalg.norm(record)
