@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from beam_pipeline.outputs import OVERWRITE_HELP, check_disjoint
 from dpsynth.errors import UserError
 from dpsynth.params import CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, SynthesisConfig, parse_label_list
 
@@ -33,7 +34,9 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     """The DP synthesis flags shared by `synthesize` and `generate`."""
-    parser.add_argument("--output", required=True, help="output directory (local or gs://); must not exist")
+    parser.add_argument("--output", required=True,
+                        help="output directory (local or gs://); must not exist, and must not be, contain or "
+                             "lie inside an input")
     parser.add_argument("--epsilon", type=float, required=True, help="total privacy budget epsilon (> 0)")
     parser.add_argument("--delta", type=float, required=True, help="total delta, in (0, 1); typically < 1/n")
     parser.add_argument("--labels",
@@ -63,7 +66,15 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-large-delta", action="store_true",
                         help="accept delta >= 1/n (refused by default)")
     parser.add_argument("--rejected-output", help="write malformed rows (PRIVATE data) to this directory")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that are, contain or lie inside an input or each other."""
+    check_disjoint([("--output", args.output), ("--rejected-output", args.rejected_output),
+                    ("--diagnostics-output", getattr(args, "diagnostics_output", None))],
+                   [("--input", args.input), ("--labels-file", args.labels_file),
+                    ("--idx-labels", getattr(args, "idx_labels", None))])
 
 
 def forward_job_labels(args: argparse.Namespace, beam_args: list[str]) -> list[str]:

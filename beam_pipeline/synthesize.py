@@ -103,8 +103,9 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
     """
     plan = plan_releases(config, dimension, discover_labels=config.labels is None)
     staging = StagedOutput(output_dir, overwrite)
-    rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+    rejected = None
     try:
+        rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
         paths = JobPaths(synthetic_prefix=staging.path(SYNTHETIC_PREFIX), gmm_json=staging.path("gmm.json"),
                          diagnostics_json=staging.path(DIAGNOSTICS_FILE),
                          rejected_prefix=rejected.path("rejected") if rejected else None)
@@ -131,14 +132,15 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
     columns = [embedding_column, label_column]
     if config.privacy_unit_column:  # user-level privacy: the reference bounds units itself
         columns.append(config.privacy_unit_column)
-    tables = []
-    for path in input_info.files:
-        with FileSystems.open(path) as handle:
-            tables.append(pq.read_table(handle, columns=columns))
-    result = synthesize_tables(tables, config, embedding_column, label_column, input_info.dimension)
-    staging = StagedOutput(output_dir, overwrite)
-    rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+    staging = StagedOutput(output_dir, overwrite)  # before any work: an existing output stops the run now
+    rejected = None
     try:
+        rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+        tables = []
+        for path in input_info.files:
+            with FileSystems.open(path) as handle:
+                tables.append(pq.read_table(handle, columns=columns))
+        result = synthesize_tables(tables, config, embedding_column, label_column, input_info.dimension)
         write_json(result.mixture.to_json(), staging.path("gmm.json"))
         label_type = input_info.label_type
         synthetic = synthetic_table(result.synthetic_labels.tolist(), result.synthetic_embeddings,
@@ -185,6 +187,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     local, beam_args = options.split_runner(options.forward_job_labels(args, beam_args))
     extra = (args.privacy_unit_column,) if args.privacy_unit_column else ()
+    options.check_output_paths(args)
     info = inputs.inspect_parquet(args.input, args.embedding_column, args.label_column, extra, args.dimension)
     config = options.config_from_args(args, info.labels_are_integers)
     options.check_delta(config, info.num_rows)
