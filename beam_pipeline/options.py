@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from beam_pipeline.outputs import OVERWRITE_HELP, check_disjoint
 from dpsynth.errors import UserError
-from dpsynth.params import CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, SynthesisConfig, parse_label_list
+from dpsynth.params import CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, SynthesisConfig, parse_label_list, typed_labels
 
 LOCAL_RUNNER = "local"
 
@@ -102,10 +102,14 @@ def read_labels(args: argparse.Namespace, labels_are_integers: bool) -> Optional
         return parse_label_list(args.labels, labels_are_integers)
     if args.labels_file is not None:
         try:
-            text = Path(args.labels_file).read_text()
+            text = Path(args.labels_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"--labels-file {args.labels_file} is not UTF-8 text") from None
         except OSError as exc:
             raise UserError(f"cannot read --labels-file: {exc.strerror}: {args.labels_file}") from None
-        return parse_label_list(",".join(line.strip() for line in text.splitlines()), labels_are_integers)
+        # One label per line, as the help says: a label may hold commas. A BOM is not part of a label.
+        items = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+        return typed_labels(items, labels_are_integers, "--labels-file")
     return None
 
 

@@ -27,7 +27,7 @@ from dpsynth.report import render_report
 from beam_pipeline import inputs, options
 from beam_pipeline.outputs import StagedOutput
 from beam_pipeline.pipeline import SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform, rejected_schema
-from transforms.sample import synthetic_table, write_json
+from transforms.sample import synthetic_schema, synthetic_table, write_json
 
 LOG = logging.getLogger("dpsynth")
 DIAGNOSTICS_FILE = "_diagnostics.json"
@@ -140,13 +140,13 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
         for path in input_info.files:
             with FileSystems.open(path) as handle:
                 tables.append(pq.read_table(handle, columns=columns))
-        result = synthesize_tables(tables, config, embedding_column, label_column, input_info.dimension)
+        # Sampling is streamed below, chunk by chunk: memory stays bounded whatever --num-samples is.
+        result = synthesize_tables(tables, config.replace(num_samples=0), embedding_column, label_column,
+                                   input_info.dimension)
         write_json(result.mixture.to_json(), staging.path("gmm.json"))
         label_type = input_info.label_type
-        synthetic = synthetic_table(result.synthetic_labels.tolist(), result.synthetic_embeddings,
-                                    result.synthetic_components, label_type)
-        with FileSystems.create(staging.path(f"{SYNTHETIC_PREFIX}-00000-of-00001.parquet")) as handle:
-            pq.write_table(synthetic, handle)
+        _write_local_synthetic(result.mixture, config, label_type,
+                               staging.path(f"{SYNTHETIC_PREFIX}-00000-of-00001.parquet"))
         diagnostics = {f"rejected_{k}": v for k, v in result.reject_counts.items()}
         used = result.bounded_tables if result.bounded_tables is not None else tables
         rows_read = sum(t.num_rows for t in used)
@@ -163,6 +163,27 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
         staging.abort()
         if rejected is not None:
             rejected.abort()
+
+
+def _write_local_synthetic(mixture: ReleasedMixture, config: SynthesisConfig, label_type: pa.DataType,
+                           path: str) -> None:
+    """The reference's synthetic rows, one sampling chunk (gmm.SAMPLE_CHUNK_ROWS rows) per row group.
+
+    The same chunks and seeds as dpsynth.local.sample_local and the Beam
+    sampler, written as they are drawn instead of held in memory.
+    """
+    from dpsynth import gmm
+
+    schema = synthetic_schema(label_type)
+    labels = [c.label for c in mixture.classes]
+    rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
+    with FileSystems.create(path) as handle, pq.ParquetWriter(handle, schema) as writer:
+        for class_index, chunk_index, rows in gmm.sampling_chunks(rows_per_class):
+            X, component = mixture.sample_class(class_index, rows,
+                                                gmm.sampling_rng(config.noise_seed, class_index, chunk_index))
+            writer.write_table(synthetic_table([labels[class_index]] * rows, X, component, label_type))
+        if not any(rows_per_class):
+            writer.write_table(schema.empty_table())
 
 
 def _write_local_rejected(tables, result, config, input_info, embedding_column, label_column, path) -> None:

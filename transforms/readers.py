@@ -439,6 +439,20 @@ class _ReadIdxFn(beam.DoFn):
 # The composite
 # --------------------------------------------------------------------------
 
+def _check_same_columns(first: str, schema: pa.Schema, path: str, other: pa.Schema, columns: Sequence[str]) -> None:
+    """Every file of a Parquet glob holds the read columns, of the first file's kinds (checked on the driver)."""
+    for column in columns:
+        if column not in other.names:
+            raise UserError(f"{path} differs from {first}: it has no column {column!r}")
+        a, b = schema.field(column).type, other.field(column).type
+        kind = (pa.types.is_integer, pa.types.is_floating, lambda t: pa.types.is_string(t) or
+                pa.types.is_large_string(t), lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t),
+                lambda t: pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t),
+                pa.types.is_struct)
+        if [k(a) for k in kind] != [k(b) for k in kind]:
+            raise UserError(f"{path} differs from {first}: its column {column!r} is {b}, the first file's {a}")
+
+
 class ReadRecords(beam.PTransform):
     """Read private records from `input_path` as RecordBatches.
 
@@ -497,6 +511,9 @@ class ReadRecords(beam.PTransform):
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
                 footer = pq.ParquetFile(handle)
                 self.num_rows += footer.metadata.num_rows
+                if path != first:
+                    _check_same_columns(first, schema, path, footer.schema_arrow,
+                                        (self.columns.content(self.modality), self.columns.label))
                 if path == first:
                     schema = footer.schema_arrow
                     if self.modality == "vector" and footer.metadata.num_rows:
