@@ -111,6 +111,9 @@ def run_guarded(run, argv: Sequence[str]) -> int:
     """
     previous = _install_signal_handlers()
     try:
+        from beam_pipeline.remote import check_gcs_access
+
+        check_gcs_access(argv)  # before any work: a gs:// path without credentials would hang for minutes
         result = run(list(argv))
     except UserError as exc:
         _cleanup()
