@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("beam_pipeline.synthesize", "DP synthetic embeddings from a Parquet file of embeddings"),
     "embed": ("beam_pipeline.embed", "embed private records with a public encoder (output is private)"),
     "generate": ("beam_pipeline.generate", "embed and synthesize in one pipeline"),
+    "sample": ("beam_pipeline.sample", "draw more synthetic rows from a release (no privacy cost)"),
     "demo": ("beam_pipeline.demo", "end-to-end demo on scikit-learn's bundled digits"),
     "evaluate": ("beam_pipeline.evaluate", "train a classifier on synthetic rows, test on real rows"),
     "decode": ("beam_pipeline.decode", "decode synthetic embeddings into images with a public decoder"),
