@@ -60,7 +60,8 @@ def _read_json(path: str, default=None):
 def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: PrivacyLedger,
               config: SynthesisConfig) -> JobSummary:
     """Write privacy.json and report.md beside the pipeline's files, then publish atomically."""
-    mixture = ReleasedMixture.from_json(_read_json(staging.path("gmm.json")))
+    mixture_json = _read_json(staging.path("gmm.json"))
+    mixture = ReleasedMixture.from_json(mixture_json)
     diagnostics = _read_json(staging.path(DIAGNOSTICS_FILE), {}) or {}
     rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
     write_json(ledger.to_json(), staging.path("privacy.json"))
@@ -72,8 +73,9 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
              "released mixture": FileSystems.join(final, "gmm.json"),
              "privacy ledger": FileSystems.join(final, "privacy.json"),
              "this report": FileSystems.join(final, "report.md")}
+    figures = _write_figures(staging, mixture_json, ledger, rows_per_class)
     report = render_report(mixture, ledger, rows_per_class, files, diagnostics,
-                           rejected.final_dir if rejected else None)
+                           rejected.final_dir if rejected else None, figures)
     with FileSystems.create(staging.path("report.md")) as handle:
         handle.write(report.encode())
     if FileSystems.exists(staging.path(DIAGNOSTICS_FILE)):
@@ -82,6 +84,27 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
         rejected.publish()
     staging.publish()
     return JobSummary(final, files, ledger, mixture, rows_per_class, diagnostics)
+
+
+def _write_figures(staging: StagedOutput, mixture_json: dict, ledger: PrivacyLedger,
+                   rows_per_class: list[int]) -> dict[str, str]:
+    """PNG figures beside report.md, from released values only; {file name: title}. Never fails the run."""
+    from dpsynth.figures import release_figures
+
+    def warn(message: str) -> None:
+        print(f"dpsynth: warning: {message}", file=sys.stderr)
+
+    written = {}
+    try:
+        drawn = release_figures(mixture_json, ledger.to_json(), rows_per_class, warn)
+    except Exception as exc:  # e.g. matplotlib missing: the release stands without figures
+        warn(f"no figures were drawn: {type(exc).__name__}: {exc}")
+        return written
+    for name, (title, png) in drawn.items():
+        with FileSystems.create(staging.path(name)) as handle:
+            handle.write(png)
+        written[name] = title
+    return written
 
 
 def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], config: SynthesisConfig,

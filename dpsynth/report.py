@@ -9,7 +9,8 @@ from dpsynth.validation import REJECT_REASONS
 
 
 def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_class: list[int],
-                  files: dict[str, str], diagnostics: dict[str, int], rejected_output: Optional[str]) -> str:
+                  files: dict[str, str], diagnostics: dict[str, int], rejected_output: Optional[str],
+                  figures: Optional[dict[str, str]] = None) -> str:
     lines = ["# dpsynth run report", ""]
     if not mixture.private:
         lines += ["> **NOT PRIVATE.** This output was made with a test-only switch (fixed noise seed or",
@@ -40,7 +41,13 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
         if full:
             shrinkage = " - |" if cls.shrinkage is None else f" {cls.shrinkage:.2f} |"
         lines.append(f"| {cls.label} | {cls.noisy_count:.0f} | {cls.num_components} | {rows} |{shrinkage} {note} |")
-    lines += ["", f"Synthetic rows in all: {sum(rows_per_class)}", "", "## Files", ""]
+    lines += ["", f"Synthetic rows in all: {sum(rows_per_class)}", ""]
+    if figures:  # {file name beside report.md: title}
+        from dpsynth.figures import STATEMENT
+        lines += ["## Figures", "", STATEMENT, ""]
+        lines += [f"![{title}]({name})" for name, title in figures.items()]
+        lines += [""]
+    lines += ["## Files", ""]
     lines += [f"- {name}: `{path}`" for name, path in files.items()]
     lines += ["", "## Data-owner diagnostics (exact counts, NOT differentially private)", "",
               "These counts describe the private input itself. They are for the data owner and",
