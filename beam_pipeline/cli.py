@@ -28,12 +28,16 @@ def _usage() -> str:
     for name, (_, summary) in SUBCOMMANDS.items():
         lines.append(f"  {name:<11} {summary}")
     lines.append("")
-    lines.append("Run `dpsynth <command> --help` for a command's options.")
+    lines.append("Run `dpsynth <command> --help` for a command's options; `dpsynth --version` for the version.")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("--version", "-V"):
+        from dpsynth import __version__
+        print(f"dpsynth {__version__}")
+        return 0
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0 if args else 2

@@ -158,7 +158,8 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
     for path in input_info.files:
         with FileSystems.open(path) as handle:
             tables.append(pq.read_table(handle, columns=columns))
-    result = synthesize_tables(tables, config, embedding_column, label_column, input_info.dimension)
+    result = synthesize_tables(tables, config, embedding_column, label_column, input_info.dimension,
+                               progress=True)
     staging = StagedOutput(output_dir, overwrite)
     rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
     try:
@@ -216,6 +217,9 @@ def run(argv: Sequence[str] | None = None) -> int:
                                 label_column=args.label_column, rejected_output=args.rejected_output,
                                 overwrite=args.overwrite)
     else:
+        # One log line per finished pass (transforms.release), not Beam's own INFO chatter.
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
+        logging.getLogger("dpsynth").setLevel(logging.INFO)
         columns = [args.embedding_column, args.label_column, *extra]
         schema = pa.schema([info.schema.field(c) for c in columns])
         def read(pipeline: beam.Pipeline, name: str = "") -> beam.PCollection:
