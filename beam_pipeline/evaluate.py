@@ -5,7 +5,8 @@
 Trains the fixed two-layer MLP (dpsynth.evaluation.mlp) on DIR/synthetic-*.parquet
 and reports its accuracy on the real test rows; with --train, also the same MLP
 on real rows (the non-private ceiling). Writes JSON and markdown (same name,
-.md). This is a local, single-process step: the inputs are a synthetic set and
+.md), both PRIVATE (exact row counts, accuracy on real rows), never inside DIR:
+by default DIR-evaluation.private.json beside DIR. This is a local, single-process step: the inputs are a synthetic set and
 a test set that fit in memory, so it needs no Beam pipeline.
 
 Test and train rows are bounded as the synthesis bounded its input (L2-normalised
@@ -34,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                         "privacy-utility curve (then --output is required)")
     p.add_argument("--test", required=True, help="Parquet file of real held-out rows")
     p.add_argument("--train", help="Parquet file of real train rows: also report the non-private MLP")
-    p.add_argument("--output", help="JSON result path (default DIR/evaluation.json; markdown beside it)")
+    p.add_argument("--output", help="PRIVATE JSON result path, outside DIR (default: DIR-evaluation.private.json "
+                                    "beside DIR; markdown beside it)")
     p.add_argument("--embedding-column", default="embedding")
     p.add_argument("--label-column", default="label")
     p.add_argument("--clip-mode", choices=("normalize", "clip", "none"),
@@ -124,6 +126,8 @@ def _run_several(args: argparse.Namespace) -> int:
     if not args.output:
         raise UserError("--output FILE.json is required with several --synthetic directories")
     output = Path(args.output)
+    for directory in args.synthetic:  # PRIVATE results (accuracy on real rows): never inside a release
+        evaluation_path(Path(directory), str(output))
     output.parent.mkdir(parents=True, exist_ok=True)
     points = []
     for index, directory in enumerate(args.synthetic):
@@ -145,7 +149,9 @@ def _run_several(args: argparse.Namespace) -> int:
         point["ceiling"] = ceiling
     points.sort(key=lambda p: p["epsilon"])
     output.write_text(json.dumps({"points": points}, indent=2) + "\n")
-    lines = ["# dpsynth privacy-utility", "", "| epsilon | accuracy (trained on DP synthetic rows) | release |",
+    lines = ["# dpsynth privacy-utility", "",
+             "PRIVATE: accuracies measured on real test rows (and a ceiling trained on real rows); "
+             "keep this beside the data, not in a release.", "", "| epsilon | accuracy (trained on DP synthetic rows) | release |",
              "|---|---|---|"]
     lines += [f"| {p['epsilon']:g} | {100 * p['accuracy']:.2f}% | `{p['release']}` |" for p in points]
     if ceiling is not None:
@@ -155,6 +161,22 @@ def _run_several(args: argparse.Namespace) -> int:
     output.with_suffix(".png").write_bytes(privacy_utility_figure(points, "Privacy-utility (dpsynth evaluate)"))
     print(f"wrote {output}, {output.with_suffix('.md')} and {output.with_suffix('.png')}")
     return 0
+
+
+def evaluation_path(directory: Path, output: str | None) -> Path:
+    """Where the PRIVATE evaluation goes: never inside the release directory DIR.
+
+    The evaluation holds exact facts of real rows (test and train counts, the
+    accuracy of a classifier trained on private rows); DIR is what users share.
+    """
+    path = Path(output) if output else directory.parent / f"{directory.resolve().name}-evaluation.private.json"
+    release = directory.resolve()
+    for candidate in (path, path.with_suffix(".md")):
+        resolved = candidate.resolve()
+        if resolved == release or release in resolved.parents:
+            raise UserError(f"--output {candidate} lies inside the release directory {directory}; the evaluation "
+                            "is PRIVATE (exact counts, accuracy on real rows): write it elsewhere")
+    return path
 
 
 def run(argv: list[str]) -> int:
@@ -208,12 +230,12 @@ def run(argv: list[str]) -> int:
             raise UserError(f"train embeddings have {xr.shape[1]} dimensions, synthetic rows {xs.shape[1]}")
         real = train_mlp(bound_rows(xr, clip_mode, radius), yr, seed=args.seed)
         result.train_file, result.num_train, result.accuracy_real = str(args.train), len(xr), real.accuracy(xt, yt)
-    output = Path(args.output) if args.output else directory / "evaluation.json"
+    output = evaluation_path(directory, args.output)
     write_report(result, output)
     line = f"synthetic-trained MLP: {100 * result.accuracy_synthetic:.2f}% on {len(xt)} test rows"
     if result.accuracy_real is not None:
         line += f"; real-trained (non-private ceiling): {100 * result.accuracy_real:.2f}%"
-    print(f"{line}\nwrote {output} and {output.with_suffix('.md')}")
+    print(f"{line}\nwrote {output} and {output.with_suffix('.md')} (PRIVATE: exact facts of real rows)")
     return 0
 
 

@@ -68,7 +68,7 @@ def test_fit_sample_and_the_ledger():
 def test_same_release_as_synthesize_local_with_noise_off(tmp_path):
     X, y = make_mixture_data(rows=3000)
     pq.write_table(embedding_table(X, y.astype(np.int64)), tmp_path / "in.parquet")
-    info = inputs.inspect_parquet(str(tmp_path / "in.parquet"), "embedding", "label", (), None)
+    info = inputs.inspect_parquet(str(tmp_path / "in.parquet"), "embedding", "label", (), 8)
     config = SynthesisConfig(epsilon=1.0, delta=1e-6, labels=(0, 1, 2, 3), disable_noise=True)
     synthesize.run_local_job(info, config, str(tmp_path / "out"), embedding_column="embedding",
                              label_column="label")
@@ -87,7 +87,7 @@ def test_torch_dataset_over_a_release(tmp_path):
     X, y = make_mixture_data(rows=2000)
     names = np.array(["ant", "bee", "cat", "dog"])[y]
     pq.write_table(embedding_table(X, names), tmp_path / "in.parquet")
-    info = inputs.inspect_parquet(str(tmp_path / "in.parquet"), "embedding", "label", (), None)
+    info = inputs.inspect_parquet(str(tmp_path / "in.parquet"), "embedding", "label", (), 8)
     config = SynthesisConfig(epsilon=1.0, delta=1e-5, labels=("ant", "bee", "cat", "dog"), num_samples=300)
     synthesize.run_local_job(info, config, str(tmp_path / "rel"), embedding_column="embedding",
                              label_column="label")

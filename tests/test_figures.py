@@ -21,7 +21,7 @@ def release(tmp_path_factory):
     pq.write_table(embedding_table(X, y.astype(np.int64)), tmp / "in.parquet")
     out = tmp / "out"
     assert main(["synthesize", "--input", str(tmp / "in.parquet"), "--output", str(out), "--epsilon", "1",
-                 "--delta", "1e-6", "--labels", "0,1,2,3", "--runner", "local"]) == 0
+                 "--delta", "1e-6", "--labels", "0,1,2,3", "--runner", "local", "--dimension", "8"]) == 0
     return out
 
 

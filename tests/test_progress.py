@@ -22,7 +22,7 @@ def _fit(progress: bool):
     X, y = make_mixture_data(rows=500)
     table = pa.table({"embedding": pa.array(list(X), pa.list_(pa.float32())), "label": pa.array(y)})
     return synthesize_tables([table], SynthesisConfig(epsilon=1, delta=1e-5, labels=(0, 1, 2, 3), rounds=2),
-                             progress=progress)
+                             progress=progress, dimension=8)
 
 
 def test_local_progress_bar_per_pass_on_a_terminal(capsys, monkeypatch):
@@ -42,6 +42,6 @@ def test_local_progress_is_quiet_off_a_terminal(capsys):
 def test_beam_logs_one_line_per_finished_pass(parquet_input, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="dpsynth")
     assert main(["synthesize", "--input", parquet_input["pattern"], "--output", str(tmp_path / "o"),
-                 "--epsilon", "1", "--delta", "1e-5", "--labels", "ant,bee,cat,dog"]) == 0
+                 "--epsilon", "1", "--delta", "1e-5", "--labels", "ant,bee,cat,dog", "--dimension", "8"]) == 0
     lines = [r.getMessage() for r in caplog.records if "finished" in r.getMessage()]
     assert [line.split(" (")[0] for line in lines] == [f"dpsynth: pass {i} of 3" for i in (1, 2, 3)]

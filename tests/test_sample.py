@@ -167,7 +167,7 @@ def test_output_inside_or_over_the_release_is_refused(tmp_path):
 def test_a_real_release_can_be_sampled_again(tmp_path, parquet_input, capsys):
     out = tmp_path / "synth"
     assert main(["synthesize", "--input", parquet_input["pattern"], "--output", str(out), "--epsilon", "1",
-                 "--delta", "1e-5", "--labels", "ant,bee,cat,dog", "--runner", "local"]) == 0
+                 "--delta", "1e-5", "--labels", "ant,bee,cat,dog", "--runner", "local", "--dimension", "8"]) == 0
     assert main(["sample", "--release", str(out), "--num-samples", "300", "--output", str(tmp_path / "more"),
                  "--class-balance", "balanced", "--runner", "local"]) == 0
     table = pq.read_table(sorted((tmp_path / "more").glob("synthetic-*.parquet"))[0])
