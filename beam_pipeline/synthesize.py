@@ -234,7 +234,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                                 overwrite=args.overwrite, diagnostics_output=args.diagnostics_output)
     else:
         # One log line per finished pass (transforms.release), not Beam's own INFO chatter.
-        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s dpsynth: %(message)s", stream=sys.stderr)
         logging.getLogger("dpsynth").setLevel(logging.INFO)
         columns = [args.embedding_column, args.label_column, *extra]
         schema = pa.schema([info.schema.field(c) for c in columns])

@@ -194,6 +194,7 @@ def privacy_utility_figure(points: list[dict[str, Any]], title: str = "Privacy-u
     if ceilings:
         ax.axhline(100 * ceilings[0], color="grey", linestyle="--", label="trained on real rows (non-private)")
     ax.set_xscale("log")
+    ax.minorticks_off()  # only the evaluated epsilons are labelled
     ax.set_xticks([p["epsilon"] for p in points], [f"{p['epsilon']:g}" for p in points])
     ax.set_xlabel("epsilon")
     ax.set_ylabel("test accuracy (%)")

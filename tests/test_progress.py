@@ -44,4 +44,4 @@ def test_beam_logs_one_line_per_finished_pass(parquet_input, tmp_path, caplog):
     assert main(["synthesize", "--input", parquet_input["pattern"], "--output", str(tmp_path / "o"),
                  "--epsilon", "1", "--delta", "1e-5", "--labels", "ant,bee,cat,dog", "--dimension", "8"]) == 0
     lines = [r.getMessage() for r in caplog.records if "finished" in r.getMessage()]
-    assert [line.split(" (")[0] for line in lines] == [f"dpsynth: pass {i} of 3" for i in (1, 2, 3)]
+    assert [line.split(" (")[0] for line in lines] == [f"pass {i} of 3" for i in (1, 2, 3)]
