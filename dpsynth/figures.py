@@ -127,10 +127,12 @@ def spectrum_figure(gmm: dict[str, Any], privacy: dict[str, Any]) -> bytes:
         ax.set_ylabel("released covariance eigenvalue")
         ax.set_title("Released covariance spectrum per class (dotted: noise floor 2 sqrt(d) sigma / n)")
     else:
-        ax.set_xlabel("class index")
+        ax.set_xticks(np.arange(len(classes)), [str(c.get("label")) for c in classes])
+        ax.set_xlim(-0.5, len(classes) - 0.5)
+        ax.set_xlabel("class")
         ax.set_ylabel("per-component variance (per coordinate)")
         ax.set_title("Released per-component variances per class")
-    if 0 < len(classes) <= 12:
+    if full and 0 < len(classes) <= 12:
         ax.legend(fontsize=7, ncol=2)
     return _png(fig)
 
