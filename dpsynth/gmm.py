@@ -141,6 +141,22 @@ class ReleasedMixture:
             X *= np.minimum(1.0, self.radius / np.maximum(norms, 1e-300))
         return X.astype(np.float32), component.astype(np.int32)
 
+    def sample(self, num_samples: Optional[int] = None, class_balance: str = "proportional",
+               noise_seed: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw rows afresh: (embeddings float32 [m, d], labels [m], component int32 [m]).
+
+        Post-processing of the release: any number of draws, any class
+        balance, no privacy cost. noise_seed is TEST ONLY (repeatable draws).
+        """
+        rows = self.samples_per_class(num_samples, class_balance)
+        parts = [(class_index, *self.sample_class(class_index, n, sampling_rng(noise_seed, class_index, chunk)))
+                 for class_index, chunk, n in sampling_chunks(rows)]
+        X = np.concatenate([np.zeros((0, self.dimension), np.float32)] + [p[1] for p in parts])
+        component = np.concatenate([np.zeros(0, np.int32)] + [p[2] for p in parts])
+        values = np.asarray([c.label for c in self.classes])
+        labels = np.repeat(values[[p[0] for p in parts]] if parts else values[:0], [len(p[1]) for p in parts])
+        return X, labels, component
+
 
 def sampling_chunks(rows_per_class: list[int]) -> Iterator[tuple[int, int, int]]:
     """(class_index, chunk_index, rows) work items of at most SAMPLE_CHUNK_ROWS rows."""
