@@ -61,7 +61,7 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                         help="normalize rows onto the R-sphere (default) or clip them into the R-ball")
     parser.add_argument("--covariance", choices=COVARIANCES, default="auto",
                         help="covariance model of each component: full (one released d x d shape per class, "
-                             "shrunk towards spherical by its noise; d <= 1024), spherical or diagonal; "
+                             "shrunk towards the pooled within-class shape by its noise; d <= 1024), spherical or diagonal; "
                              "auto (default): full up to d = 1024 (d = 128 with discovered labels) while all classes' "
                              "matrices fit 2^25 values, else spherical")
     parser.add_argument("--privacy-unit-column",
