@@ -311,13 +311,14 @@ def test_each_release_kind_passes_the_black_box_audit(name, audit):
     # Fails with probability at most KIND_ALPHA = 1e-8 on a correct mechanism (Clopper-Pearson).
     bound, claim = _kind_bound(audit, SecureNoise())
     assert bound <= claim, (name, bound, claim)
-    assert bound > 0.5 * claim, (name, bound, claim)  # not vacuous (measured: 0.75-0.9 of the claim)
+    assert bound > 0.5 * claim, (name, bound, claim)  # not vacuous (measured: 0.67-0.84 of the claim)
 
 
 @pytest.mark.parametrize("name,audit", KIND_AUDITS, ids=[n for n, _ in KIND_AUDITS])
 def test_black_box_audit_catches_noise_scaled_by_0_7_on_each_release_kind(name, audit):
-    # Noise x 0.7: the bound came out at 1.5-1.8x the claim (docs/trust.md); its spread over repeated
-    # runs is a few hundredths, so a miss is a deviation of well over 6 sigma (below 1e-9).
+    # Noise x 0.7: over 5 repeats per kind (benchmarks/audit.py --only-kinds) the bound's mean sat
+    # 1.34-1.6x the claim; the tightest margin, label selection (0.405 vs 0.302, sd 0.018), is 5.7 sd,
+    # the others 8 sd or more: a miss has probability about 1e-8 (normal approximation).
     bound, claim = _kind_bound(audit, ScaledNoise(SecureNoise(), 0.7))
     assert bound > claim, (name, bound, claim)
 
