@@ -37,7 +37,7 @@ def test_hostile_rows_leave_every_released_number_finite(hostile, covariance):
         values, value_type = [3.4e38, -3.4e38, 3.4e38, 3e38, 0.0, 1.0], pa.float32()
     config = SynthesisConfig(epsilon=4.0, delta=1e-5, labels=(0, 1), covariance=covariance, max_clusters=1,
                              num_samples=200)
-    result = synthesize_tables([_table(value_type, values)], config)
+    result = synthesize_tables([_table(value_type, values)], config, dimension=D)
     assert result.reject_counts == {}  # used, like any other row
     for cls in result.mixture.classes:
         assert cls.num_components == 1
@@ -47,7 +47,7 @@ def test_hostile_rows_leave_every_released_number_finite(hostile, covariance):
 
 def test_a_non_finite_mixture_is_never_published():
     config = SynthesisConfig(epsilon=4.0, delta=1e-5, labels=(0, 1), covariance="spherical", max_clusters=1)
-    mixture = synthesize_tables([_table(pa.float64(), [1.0] * D)], config).mixture
+    mixture = synthesize_tables([_table(pa.float64(), [1.0] * D)], config, dimension=D).mixture
     broken = dataclasses.replace(mixture.classes[0], means=mixture.classes[0].means * np.nan)
     mixture.classes[0] = broken
     with pytest.raises(finite.NonFiniteReleaseError, match="not finite"):
