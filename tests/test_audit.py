@@ -59,7 +59,7 @@ def _gaussian_epsilon(mu: float, delta: float) -> float:
 
 @pytest.fixture(scope="module")
 def round_audit() -> tuple[RoundAudit, float]:
-    """The final Lloyd round of a run at epsilon 4: its own claimed epsilon is about 2.8."""
+    """The final Lloyd round of a run at epsilon 4: its own claimed epsilon is about 2.37."""
     config = SynthesisConfig(epsilon=4.0, delta=DELTA, labels=(0,), max_clusters=2)
     plan = plan_releases(config, DIM, discover_labels=False)
     rng = np.random.default_rng(3)
@@ -79,10 +79,10 @@ def test_lloyd_round_release_passes_the_audit(round_audit):
 
 
 def test_audit_catches_halved_noise(round_audit):
-    # Noise halved: the true epsilon is about twice the claim (2.83). Over
-    # repeated runs the bound came out 3.18 on average with a standard
+    # Noise halved: the true epsilon is about twice the claim (2.37). Over
+    # 6 repeated runs the bound came out 2.69 on average with a standard
     # deviation of 0.05, so falling to the claim is a deviation of about
-    # 7 sigma: probability below 1e-11 (normal approximation).
+    # 6.3 sigma: probability below 1e-9 (normal approximation).
     audit, claim = round_audit
     source = ScaledNoise(SecureNoise(), 0.5)
     result = audit_mechanism(lambda with_record, n: audit.statistic(with_record, n, source), ROUND_RUNS, DELTA,
@@ -92,9 +92,9 @@ def test_audit_catches_halved_noise(round_audit):
 
 def test_audit_catches_sensitivity_off_by_a_factor(round_audit):
     # A bound step that lets a row of norm 3R through: the sum's sensitivity is
-    # 3x the ledger's. The bound came out 3.70 on average (standard deviation
-    # 0.09) against the claim 2.83: a margin near 10 sigma, failure
-    # probability below 1e-20 (normal approximation).
+    # 3x the ledger's. The bound came out 3.21 on average (standard deviation
+    # 0.10, 6 runs) against the claim 2.37: a margin near 8.8 sigma, failure
+    # probability below 1e-17 (normal approximation).
     audit, claim = round_audit
     broken = RoundAudit(audit.plan, audit.centres, audit.base_count, audit.base_total, audit.record,
                         record_scale=3.0)
