@@ -128,7 +128,8 @@ def read_labels(args: argparse.Namespace, labels_are_integers: bool) -> Optional
 def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False) -> SynthesisConfig:
     config = SynthesisConfig(
         epsilon=args.epsilon, delta=args.delta, labels=read_labels(args, labels_are_integers),
-        radius=args.radius, max_rows=args.max_rows, clip_mode=args.clip_mode, max_clusters=args.max_clusters, rounds=args.rounds,
+        radius=args.radius, max_rows=args.max_rows, clip_mode=args.clip_mode, max_clusters=args.max_clusters,
+        rounds=args.rounds,
         covariance=args.covariance, num_samples=args.num_samples, class_balance=args.class_balance,
         privacy_unit_column=args.privacy_unit_column, allow_large_delta=args.allow_large_delta)
     if config.epsilon > LARGE_EPSILON:

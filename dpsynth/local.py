@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from dpsynth import algorithm, clustering, gmm, privacy_units
+from dpsynth import algorithm, clustering, finite, gmm, privacy_units
 from dpsynth.accounting import PrivacyLedger
 from dpsynth.calibration import ReleasePlan, plan_releases
 from dpsynth.errors import UserError
@@ -142,7 +142,7 @@ def sample_local(mixture: gmm.ReleasedMixture, config: SynthesisConfig
     for class_index, chunk_index, rows in gmm.sampling_chunks(rows_per_class):
         X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(config.noise_seed, class_index,
                                                                                   chunk_index))
-        parts_X.append(X)
+        parts_X.append(finite.require_finite_rows(X, mixture.classes[class_index].label))
         parts_c.append(component)
         parts_y.append(np.full(rows, class_index))
     class_index = np.concatenate(parts_y) if parts_y else np.zeros(0, int)
