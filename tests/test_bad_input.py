@@ -339,3 +339,14 @@ def test_delta_below_1_over_min_rows_runs(files, tmp_path, capsys):
     code, _, err = _run(["--input", files["good"], "--epsilon", "1", "--delta", "0.001", "--labels", "0,1",
                          "--min-rows", "400"], tmp_path, capsys)
     assert code == 0, err
+
+
+def test_a_declared_min_rows_far_below_n_is_flagged_from_the_released_count(files, tmp_path, capsys):
+    # 400 rows, --min-rows 10, delta 0.01: the public guard passes; the released (noisy) count, a DP
+    # value, shows delta >= 1/n, so a warning follows the release (post-processing, no privacy cost).
+    code, _, err = _run(["--input", files["good"], "--epsilon", "1", "--delta", "0.01", "--labels", "0,1",
+                         "--min-rows", "10"], tmp_path, capsys)
+    assert code == 0, err
+    assert "at or above 1/n for the released noisy count" in err
+    code, _, err = _run(["--input", files["good"], *BASE, "--overwrite"], tmp_path, capsys)
+    assert code == 0 and "released noisy count" not in err
