@@ -65,6 +65,10 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
     """
     mixture = ReleasedMixture.from_json(_read_json(staging.path("gmm.json")))
     diagnostics = scratch.read()
+    if "unit_rows_read" in diagnostics and "unit_extra_rows_dropped" not in diagnostics:
+        # Beam counts rows before and after unit bounding; the local reference counts the drop itself.
+        diagnostics["unit_extra_rows_dropped"] = (diagnostics["unit_rows_read"] - diagnostics.get("unit_rows_kept", 0)
+                                                  - diagnostics.get("rejected_missing_privacy_unit", 0))
     rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
     write_json(ledger.to_json(), staging.path("privacy.json"))
     synthetic = sorted(m.path for m in FileSystems.match([staging.path(SYNTHETIC_PREFIX + "-*.parquet")])[0]
