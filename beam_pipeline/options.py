@@ -51,6 +51,9 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "from its noisy count and the noise scale, at most 10)")
     parser.add_argument("--rounds", type=int, default=1, help="DP Lloyd rounds after seeding (default 1)")
     parser.add_argument("--radius", type=float, default=1.0, help="L2 bound R on every embedding (default 1)")
+    parser.add_argument("--max-rows", type=int, default=2**31,
+                        help="public upper bound on the number of input rows (default 2^31); it sets the grid "
+                             "rows are rounded to so that sums are exact. Never derived from the data")
     parser.add_argument("--clip-mode", choices=CLIP_MODES, default="normalize",
                         help="normalize rows onto the R-sphere (default) or clip them into the R-ball")
     parser.add_argument("--covariance", choices=COVARIANCES, default="auto",
@@ -110,7 +113,7 @@ def read_labels(args: argparse.Namespace, labels_are_integers: bool) -> Optional
 def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False) -> SynthesisConfig:
     config = SynthesisConfig(
         epsilon=args.epsilon, delta=args.delta, labels=read_labels(args, labels_are_integers),
-        radius=args.radius, clip_mode=args.clip_mode, max_clusters=args.max_clusters, rounds=args.rounds,
+        radius=args.radius, max_rows=args.max_rows, clip_mode=args.clip_mode, max_clusters=args.max_clusters, rounds=args.rounds,
         covariance=args.covariance, num_samples=args.num_samples, class_balance=args.class_balance,
         privacy_unit_column=args.privacy_unit_column, allow_large_delta=args.allow_large_delta)
     if config.epsilon > LARGE_EPSILON:

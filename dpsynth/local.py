@@ -84,7 +84,8 @@ def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embed
         for t in tables:
             counts.update(v for v in t.column(label_column).to_pylist() if v is not None)
         labels = algorithm.select_labels(dict(counts), plan, source)
-    spec = InputSpec(embedding_column, label_column, dimension, tuple(labels), config.radius, config.clip_mode)
+    spec = InputSpec(embedding_column, label_column, dimension, tuple(labels), config.radius, config.clip_mode,
+                     config.max_rows)
     batches: list[ValidBatch] = []
     rejects: collections.Counter = collections.Counter()
     clipped = 0

@@ -12,6 +12,7 @@ import math
 from typing import Any, Optional
 
 from dpsynth.errors import UserError
+from dpsynth.grid import DEFAULT_MAX_ROWS, MAX_RADIUS, MAX_ROWS_LIMIT, MIN_RADIUS
 
 CLIP_MODES = ("normalize", "clip")
 COVARIANCES = ("auto", "spherical", "diagonal", "full")
@@ -66,6 +67,12 @@ class SynthesisConfig:
       (chosen at random) before any aggregation: user-level DP.
     allow_large_delta: accept delta >= 1/n (normally refused: such a delta
       permits releasing a record outright).
+    max_rows: a PUBLIC upper bound on the number of rows (default 2^31). It
+      fixes the grid that bounded rows are snapped to so that every
+      aggregate is an exact, order-independent float64 sum (dpsynth.grid);
+      never derived from the private n. More rows than this are not refused
+      (that would be a decision on an exact fact), but their second-moment
+      sums are then no longer guaranteed exact.
     noise_seed, disable_noise: TEST ONLY. Either makes the output not private
       and every output file says so.
     """
@@ -84,6 +91,7 @@ class SynthesisConfig:
     allow_large_delta: bool = False
     noise_seed: Optional[int] = None
     disable_noise: bool = False
+    max_rows: int = DEFAULT_MAX_ROWS
 
     def __post_init__(self) -> None:
         _require(_finite(self.epsilon) and self.epsilon > 0,
@@ -92,6 +100,11 @@ class SynthesisConfig:
                  f"--delta must lie strictly between 0 and 1, got {self.delta!r}")
         _require(_finite(self.radius) and self.radius > 0,
                  f"--radius must be a positive finite number, got {self.radius!r}")
+        _require(MIN_RADIUS <= self.radius <= MAX_RADIUS,
+                 f"--radius must lie in [2^-64, 2^64], got {self.radius!r}")
+        _require(isinstance(self.max_rows, int) and not isinstance(self.max_rows, bool)
+                 and 1 <= self.max_rows <= MAX_ROWS_LIMIT,
+                 f"--max-rows must be an integer in [1, 2^45], got {self.max_rows!r}")
         _require(self.clip_mode in CLIP_MODES,
                  f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {self.clip_mode!r}")
         _require(self.covariance in COVARIANCES,
