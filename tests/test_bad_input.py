@@ -94,6 +94,8 @@ USER_ERRORS = {
     "delta guard in privacy units": ("units", ["--epsilon", "1", "--delta", "0.05", "--min-rows", "50",
                                                "--privacy-unit-column", "person"], "(privacy units)"),
     "min-rows zero": ("good", BASE + ["--min-rows", "0"], "--min-rows must be a positive integer"),
+    "min-rows above max-rows": ("good", BASE + ["--min-rows", "1000", "--max-rows", "500"],
+                                "--min-rows 1000 is above --max-rows 500"),
     "diagnostics inside the release": ("good", BASE + ["--diagnostics-output", "{out}/d.json"],
                                        "lies inside the release directory"),
     "diagnostics onto the input": ("good", BASE + ["--diagnostics-output", "{input}"], "is or lies inside the input"),
