@@ -352,3 +352,33 @@ def test_a_declared_min_rows_far_below_n_is_flagged_from_the_released_count(file
     assert "at or above 1/n for the released noisy count" in err
     code, _, err = _run(["--input", files["good"], *BASE, "--overwrite"], tmp_path, capsys)
     assert code == 0 and "released noisy count" not in err
+
+
+@pytest.mark.parametrize("runner", ["local", "FnApiRunner"])
+def test_a_staging_directory_never_holds_exact_counts(runner, files, tmp_path, capsys, monkeypatch):
+    # What a killed run would leave behind: the staging directory just before publication.
+    from beam_pipeline import outputs
+
+    seen: dict[str, str] = {}
+
+    def publish_then_die(self):
+        for path in Path(self.staging_dir).rglob("*"):
+            if path.is_file():
+                seen[path.name] = path.read_bytes().decode("latin-1")
+        raise KeyboardInterrupt  # as a signal would, before the rename
+
+    monkeypatch.setattr(outputs.StagedOutput, "publish", publish_then_die)
+    # ... and wherever the job writes its exact counts while it runs: never under the release's path.
+    from beam_pipeline import synthesize
+
+    written: list[str] = []
+    real_write, real_build = synthesize.write_json, synthesize.build_synthesis
+    monkeypatch.setattr(synthesize, "write_json", lambda obj, path: (written.append(path), real_write(obj, path)))
+    monkeypatch.setattr(synthesize, "build_synthesis", lambda *a, **k: (
+        written.append(k["paths"].diagnostics_json), real_build(*a, **k))[1])
+    code, _, err = _run(["--input", files["ragged_first_short"], *BASE, "--dimension", "4"], tmp_path, capsys, runner)
+    assert code == 130 and "gmm.json" in seen and "report.md" in seen
+    assert not any("rows_read" in text or "rejected_" in text for text in seen.values())
+    scratch = [p for p in written if not p.endswith(("gmm.json", "privacy.json"))]
+    assert scratch and not any(p.startswith(str(tmp_path / "out")) for p in scratch), written
+    assert not list(tmp_path.glob("out*"))  # the aborted run left no debris
