@@ -34,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--test", required=True, help="Parquet file of real held-out rows")
     p.add_argument("--train", help="Parquet file of real train rows: also report the non-private MLP")
     p.add_argument("--output", help="PRIVATE JSON result path, outside DIR (default: DIR-evaluation.private.json "
-                                    "beside DIR; markdown beside it)")
+                                    "beside DIR; markdown beside it); never an existing file without --overwrite, "
+                                    "never an input")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing result, but only one `dpsynth evaluate` wrote (a JSON result "
+                        "and its markdown); never an input or another file")
     p.add_argument("--embedding-column", default="embedding")
     p.add_argument("--label-column", default="label")
     p.add_argument("--clip-mode", choices=("normalize", "clip", "none"),
@@ -133,6 +137,33 @@ def evaluation_path(directory: Path, output: str | None) -> Path:
     return path
 
 
+def _is_evaluation_json(path: Path) -> bool:
+    try:
+        return "accuracy_synthetic" in json.loads(path.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _check_output(output: Path, args: argparse.Namespace, shards: list[Path]) -> None:
+    """The JSON and its markdown: never an input, never a directory, an existing one only with --overwrite."""
+    from beam_pipeline.outputs import check_disjoint
+
+    markdown = output.with_suffix(".md")
+    inputs = [("--test", args.test), ("--train", args.train)] + [("--synthetic", str(p)) for p in shards]
+    check_disjoint([("--output", str(output))], inputs)
+    check_disjoint([("--output's markdown", str(markdown))], inputs)
+    for path in (output, markdown):
+        if path.is_dir():
+            raise UserError(f"--output {path} is a directory; give a file name such as {path}/evaluation.json")
+        if not path.exists():
+            continue
+        if not args.overwrite:
+            raise UserError(f"{path} already exists; pass --overwrite to replace it")
+        if not _is_evaluation_json(output):
+            raise UserError(f"--overwrite replaces only a result `dpsynth evaluate` wrote, and {output} is not "
+                            "one; remove it yourself or choose another --output")
+
+
 def run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from dpsynth.evaluation.mlp import train_mlp
@@ -152,6 +183,9 @@ def run(argv: list[str]) -> int:
     radius = args.radius if args.radius is not None else float(_find_key(recorded, "radius") or 1.0)
     if radius <= 0:
         raise UserError("--radius must be positive")
+
+    output = evaluation_path(directory, args.output)
+    _check_output(output, args, shards)
 
     # Synthetic rows are read as the core wrote them: label, embedding list<float32>.
     xs, ys = read_embeddings(shards, "embedding", "label")
@@ -181,7 +215,7 @@ def run(argv: list[str]) -> int:
             raise UserError(f"train embeddings have {xr.shape[1]} dimensions, synthetic rows {xs.shape[1]}")
         real = train_mlp(bound_rows(xr, clip_mode, radius), yr, seed=args.seed)
         result.train_file, result.num_train, result.accuracy_real = str(args.train), len(xr), real.accuracy(xt, yt)
-    output = evaluation_path(directory, args.output)
+    _check_output(output, args, shards)  # again: the target must still be free (or ours) when written
     write_report(result, output)
     line = f"synthetic-trained MLP: {100 * result.accuracy_synthetic:.2f}% on {len(xt)} test rows"
     if result.accuracy_real is not None:

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from beam_pipeline.outputs import OVERWRITE_HELP, check_disjoint
 from dpsynth.errors import UserError
-from dpsynth.params import CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, SynthesisConfig, parse_label_list
+from dpsynth.params import CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, SynthesisConfig, parse_label_list, typed_labels
 
 LOCAL_RUNNER = "local"
 
@@ -33,7 +34,9 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     """The DP synthesis flags shared by `synthesize` and `generate`."""
-    parser.add_argument("--output", required=True, help="output directory (local or gs://); must not exist")
+    parser.add_argument("--output", required=True,
+                        help="output directory (local or gs://); must not exist, and must not be, contain or "
+                             "lie inside an input")
     parser.add_argument("--epsilon", type=float, required=True, help="total privacy budget epsilon (> 0)")
     parser.add_argument("--delta", type=float, required=True, help="total delta, in (0, 1); typically < 1/n")
     parser.add_argument("--labels",
@@ -75,7 +78,15 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                              "--privacy-unit-column); delta >= 1/min-rows is refused. Without it delta must be "
                              f"below {ABSOLUTE_DELTA_CAP:g}")
     # --- end release-dp
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that are, contain or lie inside an input or each other."""
+    # --diagnostics-output has its own check (diagnostics.check_location: never inside the release).
+    check_disjoint([("--output", args.output), ("--rejected-output", args.rejected_output)],
+                   [("--input", args.input), ("--labels-file", args.labels_file),
+                    ("--idx-labels", getattr(args, "idx_labels", None))])
 
 
 def forward_job_labels(args: argparse.Namespace, beam_args: list[str]) -> list[str]:
@@ -103,10 +114,14 @@ def read_labels(args: argparse.Namespace, labels_are_integers: bool) -> Optional
         return parse_label_list(args.labels, labels_are_integers)
     if args.labels_file is not None:
         try:
-            text = Path(args.labels_file).read_text()
+            text = Path(args.labels_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"--labels-file {args.labels_file} is not UTF-8 text") from None
         except OSError as exc:
             raise UserError(f"cannot read --labels-file: {exc.strerror}: {args.labels_file}") from None
-        return parse_label_list(",".join(line.strip() for line in text.splitlines()), labels_are_integers)
+        # One label per line, as the help says: a label may hold commas. A BOM is not part of a label.
+        items = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+        return typed_labels(items, labels_are_integers, "--labels-file")
     return None
 
 
