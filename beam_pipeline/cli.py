@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("beam_pipeline.synthesize", "DP synthetic embeddings from a Parquet file of embeddings"),
     "embed": ("beam_pipeline.embed", "embed private records with a public encoder (output is private)"),
     "generate": ("beam_pipeline.generate", "embed and synthesize in one pipeline"),
+    "sample": ("beam_pipeline.sample", "draw more synthetic rows from a release (no privacy cost)"),
     "demo": ("beam_pipeline.demo", "end-to-end demo on scikit-learn's bundled digits"),
     "evaluate": ("beam_pipeline.evaluate", "train a classifier on synthetic rows, test on real rows"),
     "decode": ("beam_pipeline.decode", "decode synthetic embeddings into images with a public decoder"),
@@ -31,12 +32,16 @@ def _usage() -> str:
     for name, (_, summary) in SUBCOMMANDS.items():
         lines.append(f"  {name:<11} {summary}")
     lines.append("")
-    lines.append("Run `dpsynth <command> --help` for a command's options.")
+    lines.append("Run `dpsynth <command> --help` for a command's options; `dpsynth --version` for the version.")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("--version", "-V"):
+        from dpsynth import __version__
+        print(f"dpsynth {__version__}")
+        return 0
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0 if args else 2
