@@ -153,6 +153,9 @@ def check_delta(config: SynthesisConfig, min_rows: Optional[int]) -> None:
     """
     if min_rows is not None and min_rows < 1:
         raise UserError(f"--min-rows must be a positive integer, got {min_rows}")
+    max_rows = getattr(config, "max_rows", None)
+    if min_rows is not None and max_rows is not None and min_rows > max_rows:
+        raise UserError(f"--min-rows {min_rows} is above --max-rows {max_rows}")
     if config.allow_large_delta:
         return
     unit = "privacy units" if config.privacy_unit_column else "rows"

@@ -50,6 +50,9 @@ def synthesize_arrays(embeddings: np.ndarray, labels: Sequence[Any] | np.ndarray
     if embeddings.ndim != 2:
         raise UserError(f"embeddings must be a 2-d array, got shape {embeddings.shape}")
     label_array = pa.array(np.asarray(labels).tolist())
+    if len(label_array) == 0:  # no rows: the label type is the public label set's (integers by default)
+        strings = bool(config.labels) and isinstance(config.labels[0], str)
+        label_array = pa.array([], pa.string() if strings else pa.int64())
     table = pa.table({"embedding": pa.FixedSizeListArray.from_arrays(
         pa.array(embeddings.astype(np.float64).ravel()), embeddings.shape[1]), "label": label_array})
     return synthesize_tables([table], config, dimension=int(embeddings.shape[1]))
