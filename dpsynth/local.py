@@ -134,8 +134,9 @@ def _pass_bar(progress: bool, index: int, num_passes: int, name: str, rows: int)
     import sys
 
     from tqdm.auto import tqdm
-    return tqdm(total=rows, desc=f"pass {index} of {num_passes} ({name})", unit="rows", unit_scale=True,
-                disable=not sys.stderr.isatty())
+    # The bar counts exact private rows: labelled as the operator telemetry it is (docs/trust.md).
+    return tqdm(total=rows, desc=f"pass {index} of {num_passes} ({name}; private telemetry)", unit="rows",
+                unit_scale=True, disable=not sys.stderr.isatty())
 
 
 def sample_local(mixture: gmm.ReleasedMixture, config: SynthesisConfig

@@ -30,7 +30,7 @@ def test_local_progress_bar_per_pass_on_a_terminal(capsys, monkeypatch):
     _fit(True)
     err = capsys.readouterr().err
     for i, name in enumerate(["class", "seed", "round1", "final"], start=1):
-        assert f"pass {i} of 4 ({name})" in err
+        assert f"pass {i} of 4 ({name}; private telemetry)" in err
     assert "rows/s" in err and "500/500" in err
 
 

@@ -126,7 +126,7 @@ class EncoderModelHandler(ModelHandler[PreparedBatch, pa.Table, Any]):
             self._rows_done, self._started, self._last_log = 0, now, now
             # On a terminal, a bar updated per batch (tqdm); elsewhere (workers' logs) the lines below.
             from tqdm.auto import tqdm
-            self._bar = tqdm(desc=f"embed ({self.encoder.name})", unit="records", leave=False,
+            self._bar = tqdm(desc=f"embed ({self.encoder.name}; private telemetry)", unit="records", leave=False,
                              disable=not sys.stderr.isatty())
         self._rows_done += rows
         self._bar.update(rows)
