@@ -5,7 +5,8 @@
 Trains the fixed two-layer MLP (dpsynth.evaluation.mlp) on DIR/synthetic-*.parquet
 and reports its accuracy on the real test rows; with --train, also the same MLP
 on real rows (the non-private ceiling). Writes JSON and markdown (same name,
-.md). This is a local, single-process step: the inputs are a synthetic set and
+.md), both PRIVATE (exact row counts, accuracy on real rows), never inside DIR:
+by default DIR-evaluation.private.json beside DIR. This is a local, single-process step: the inputs are a synthetic set and
 a test set that fit in memory, so it needs no Beam pipeline.
 
 Test and train rows are bounded as the synthesis bounded its input (L2-normalised
@@ -32,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", required=True, help="directory written by `dpsynth synthesize`")
     p.add_argument("--test", required=True, help="Parquet file of real held-out rows")
     p.add_argument("--train", help="Parquet file of real train rows: also report the non-private MLP")
-    p.add_argument("--output", help="JSON result path (default DIR/evaluation.json; markdown beside it); "
-                                    "never an existing file without --overwrite, never an input")
+    p.add_argument("--output", help="PRIVATE JSON result path, outside DIR (default: DIR-evaluation.private.json "
+                                    "beside DIR; markdown beside it); never an existing file without --overwrite, "
+                                    "never an input")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing result, but only one `dpsynth evaluate` wrote (a JSON result "
                         "and its markdown); never an input or another file")
@@ -119,6 +121,22 @@ def bound_rows(x: np.ndarray, clip_mode: str, radius: float) -> np.ndarray:
     return x
 
 
+def evaluation_path(directory: Path, output: str | None) -> Path:
+    """Where the PRIVATE evaluation goes: never inside the release directory DIR.
+
+    The evaluation holds exact facts of real rows (test and train counts, the
+    accuracy of a classifier trained on private rows); DIR is what users share.
+    """
+    path = Path(output) if output else directory.parent / f"{directory.resolve().name}-evaluation.private.json"
+    release = directory.resolve()
+    for candidate in (path, path.with_suffix(".md")):
+        resolved = candidate.resolve()
+        if resolved == release or release in resolved.parents:
+            raise UserError(f"--output {candidate} lies inside the release directory {directory}; the evaluation "
+                            "is PRIVATE (exact counts, accuracy on real rows): write it elsewhere")
+    return path
+
+
 def _is_evaluation_json(path: Path) -> bool:
     try:
         return "accuracy_synthetic" in json.loads(path.read_text())
@@ -166,7 +184,7 @@ def run(argv: list[str]) -> int:
     if radius <= 0:
         raise UserError("--radius must be positive")
 
-    output = Path(args.output) if args.output else directory / "evaluation.json"
+    output = evaluation_path(directory, args.output)  # PRIVATE: never inside the release directory
     _check_output(output, args, shards)
 
     # Synthetic rows are read as the core wrote them: label, embedding list<float32>.
@@ -202,7 +220,7 @@ def run(argv: list[str]) -> int:
     line = f"synthetic-trained MLP: {100 * result.accuracy_synthetic:.2f}% on {len(xt)} test rows"
     if result.accuracy_real is not None:
         line += f"; real-trained (non-private ceiling): {100 * result.accuracy_real:.2f}%"
-    print(f"{line}\nwrote {output} and {output.with_suffix('.md')}")
+    print(f"{line}\nwrote {output} and {output.with_suffix('.md')} (PRIVATE: exact facts of real rows)")
     return 0
 
 

@@ -41,7 +41,10 @@ def pass_names(config: SynthesisConfig) -> list[str]:
 
 
 def rejected_schema(input_schema: pa.Schema) -> pa.Schema:
-    return input_schema.append(pa.field(REJECT_REASON_COLUMN, pa.string()))
+    """The input's schema plus reject_reason; fixed-size lists become lists (a rejected row may be short)."""
+    fields = [pa.field(f.name, pa.list_(f.type.value_type), metadata=f.metadata)
+              if pa.types.is_fixed_size_list(f.type) else f for f in input_schema]
+    return pa.schema(fields).append(pa.field(REJECT_REASON_COLUMN, pa.string()))
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -87,7 +90,7 @@ def build_synthesis(tables: beam.PCollection, config: SynthesisConfig, plan: Rel
         labels = tables | "DiscoverLabels" >> DiscoverLabels(label_column, plan, config)
     def validate(counted: bool) -> ValidateAndBoundFn:
         return ValidateAndBoundFn(embedding_column, label_column, plan.dimension, config.radius, config.clip_mode,
-                                  count_metrics=counted)
+                                  count_metrics=counted, max_rows=config.max_rows)
 
     label_set = beam.pvalue.AsSingleton(labels)
     # ValidBatch (main), rejected pa.Table, {counter: n}

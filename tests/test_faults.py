@@ -205,7 +205,7 @@ def test_sigterm_or_sigint_on_a_beam_run_leaves_no_staging_and_one_line(tmp_path
 def test_sigterm_on_embed_leaves_no_partial_private_embeddings(tmp_path):
     rng = np.random.default_rng(0)
     vectors = pa.table({"embedding": pa.array(list(rng.standard_normal((20000, 8)).astype(np.float32)),
-                                              pa.list_(pa.float32())), "label": [0, 1] * 10000})
+                                              pa.list_(pa.float32(), 8)), "label": [0, 1] * 10000})
     pq.write_table(vectors, tmp_path / "vectors.parquet", row_group_size=500)
     command = [sys.executable, "-m", "beam_pipeline.embed", "--input", str(tmp_path / "vectors.parquet"),
                "--encoder", "none", "--output", str(tmp_path / "emb.parquet"), "--rejected-output",
