@@ -83,8 +83,8 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_output_paths(args: argparse.Namespace) -> None:
     """Refuse, before any work, outputs that are, contain or lie inside an input or each other."""
-    check_disjoint([("--output", args.output), ("--rejected-output", args.rejected_output),
-                    ("--diagnostics-output", getattr(args, "diagnostics_output", None))],
+    # --diagnostics-output has its own check (beam_pipeline.diagnostics.check_location)
+    check_disjoint([("--output", args.output), ("--rejected-output", args.rejected_output)],
                    [("--input", args.input), ("--labels-file", args.labels_file),
                     ("--idx-labels", getattr(args, "idx_labels", None))])
 

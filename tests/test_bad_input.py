@@ -136,8 +136,8 @@ USER_ERRORS = {
     # extreme numeric parameters: bounded by public constants, refused before any work
     "delta denormal": ("good", ["--epsilon", "1", "--delta", "1e-320"], "--delta 9.99989e-321 is below 1e-12"),
     "epsilon huge": ("good", ["--epsilon", "1e6", "--delta", "1e-6"], "is above 100"),
-    "radius tiny": ("good", BASE + ["--radius", "1e-300"], "is outside [2^-40, 2^40]"),
-    "radius huge": ("good", BASE + ["--radius", "1e300"], "is outside [2^-40, 2^40]"),
+    "radius tiny": ("good", BASE + ["--radius", "1e-300"], "--radius must lie in [2^-64, 2^64]"),
+    "radius huge": ("good", BASE + ["--radius", "1e300"], "--radius must lie in [2^-64, 2^64]"),
     "label beyond int64": ("good", ["--epsilon", "1", "--delta", "1e-6", "--labels", "0,99999999999999999999"],
                            "does not fit a 64-bit integer"),
     "rounds huge": ("good", BASE + ["--rounds", "1000000"], "--rounds must be an integer in [1, 50]"),
