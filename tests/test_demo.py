@@ -20,5 +20,5 @@ def test_demo_quick(tmp_path, capsys):
     # Deterministic (fixed split, weights and MLP seed): far above the 0.1 of chance.
     assert results["non_private_accuracy"] > 0.5
     release = sorted(p.name for p in (out / "synthetic").iterdir())
-    assert release == ["gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
+    assert release == ["_DPSYNTH_OUTPUT", "gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]  # the marker: --overwrite may replace it
     assert json.loads((out / "synthetic" / "privacy.json").read_text())["spent"]["epsilon"] <= 1.0 + 1e-9
