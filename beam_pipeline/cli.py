@@ -65,7 +65,11 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+_RECEIVED: list[int] = []  # signals seen: a runner may wrap our Terminated in an exception of its own
+
+
 def _raise_terminated(signum, frame) -> None:
+    _RECEIVED.append(signum)
     raise Terminated(signum)
 
 
@@ -111,35 +115,52 @@ def run_guarded(run, argv: Sequence[str]) -> int:
     """
     previous = _install_signal_handlers()
     try:
+        return _run_reporting(run, argv)
+    except BaseException as exc:
+        if not (_RECEIVED or isinstance(exc, Terminated)):
+            raise
+        _cleanup()
+        signum = exc.signum if isinstance(exc, Terminated) else _RECEIVED[-1]
+        print(f"dpsynth: stopped by {signal.Signals(signum).name}; no output was published and no staging "
+              "directory is left", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signum)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_reporting(run, argv: Sequence[str]) -> int:
+    """The entry point, with user errors, Ctrl-C and a full disk as one line each (signals: run_guarded)."""
+    try:
         from beam_pipeline.remote import check_gcs_access
 
         check_gcs_access(argv)  # before any work: a gs:// path without credentials would hang for minutes
         result = run(list(argv))
     except UserError as exc:
+        if _RECEIVED:
+            raise
         _cleanup()
         print(f"dpsynth: error: {exc}", file=sys.stderr)
         return 2
-    except Terminated as exc:
-        _cleanup()
-        print(f"dpsynth: stopped by {exc}; no output was published and no staging directory is left",
-              file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(128 + exc.signum)
+    except Terminated:
+        raise
     except KeyboardInterrupt:
+        if _RECEIVED:
+            raise
         _cleanup()
         print("dpsynth: interrupted; no output was published", file=sys.stderr)
         return 130
     except Exception as exc:
+        if _RECEIVED:
+            raise
         _cleanup()
         if _no_space(exc):
             print("dpsynth: error: no space left on device; no output was published and no staging "
                   "directory is left", file=sys.stderr)
             return 1
         raise
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     return int(result or 0)
 
 
