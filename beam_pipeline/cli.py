@@ -9,8 +9,10 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from typing import Sequence
 
@@ -114,12 +116,14 @@ def run_guarded(run, argv: Sequence[str]) -> int:
     runner's worker threads may otherwise keep it alive.
     """
     previous = _install_signal_handlers()
+    scratch, saved = _private_tempdir()
     try:
         return _run_reporting(run, argv)
     except BaseException as exc:
         if not (_RECEIVED or isinstance(exc, Terminated)):
             raise
         _cleanup()
+        shutil.rmtree(scratch, ignore_errors=True)
         signum = exc.signum if isinstance(exc, Terminated) else _RECEIVED[-1]
         print(f"dpsynth: stopped by {signal.Signals(signum).name}; no output was published and no staging "
               "directory is left", file=sys.stderr)
@@ -129,6 +133,30 @@ def run_guarded(run, argv: Sequence[str]) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        _restore_tempdir(scratch, saved)
+
+
+def _private_tempdir() -> tuple[str, tuple]:
+    """A temporary directory of this run that every library's temp files go under (TMPDIR, tempfile).
+
+    Beam (beam-pipeline-temp*), our private scratch and any worker process
+    put their temporary files there, so one removal at the end, or after a
+    signal, leaves none behind, without touching other processes' files.
+    """
+    saved = (tempfile.tempdir, os.environ.get("TMPDIR"))
+    scratch = tempfile.mkdtemp(prefix="dpsynth-run-")
+    tempfile.tempdir = scratch
+    os.environ["TMPDIR"] = scratch
+    return scratch, saved
+
+
+def _restore_tempdir(scratch: str, saved: tuple) -> None:
+    tempfile.tempdir = saved[0]
+    if saved[1] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[1]
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run_reporting(run, argv: Sequence[str]) -> int:
