@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("beam_pipeline.synthesize", "DP synthetic embeddings from a Parquet file of embeddings"),
     "embed": ("beam_pipeline.embed", "embed private records with a public encoder (output is private)"),
     "generate": ("beam_pipeline.generate", "embed and synthesize in one pipeline"),
+    "sample": ("beam_pipeline.sample", "draw more synthetic rows from a release (no privacy cost)"),
     "demo": ("beam_pipeline.demo", "end-to-end demo on scikit-learn's bundled digits"),
     "evaluate": ("beam_pipeline.evaluate", "train a classifier on synthetic rows, test on real rows"),
     "decode": ("beam_pipeline.decode", "decode synthetic embeddings into images with a public decoder"),
@@ -33,12 +34,16 @@ def _usage() -> str:
     for name, (_, summary) in SUBCOMMANDS.items():
         lines.append(f"  {name:<11} {summary}")
     lines.append("")
-    lines.append("Run `dpsynth <command> --help` for a command's options.")
+    lines.append("Run `dpsynth <command> --help` for a command's options; `dpsynth --version` for the version.")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("--version", "-V"):
+        from dpsynth import __version__
+        print(f"dpsynth {__version__}")
+        return 0
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0 if args else 2
@@ -73,6 +78,15 @@ _RECEIVED: list[int] = []  # signals seen: a runner may wrap our Terminated in a
 def _raise_terminated(signum, frame) -> None:
     _RECEIVED.append(signum)
     raise Terminated(signum)
+
+
+def _stopped(signum: int) -> None:
+    _cleanup()
+    print(f"dpsynth: stopped by {signal.Signals(signum).name}; no output was published and no staging "
+          "directory is left", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + signum)
 
 
 def _install_signal_handlers() -> dict:
@@ -122,14 +136,9 @@ def run_guarded(run, argv: Sequence[str]) -> int:
     except BaseException as exc:
         if not (_RECEIVED or isinstance(exc, Terminated)):
             raise
-        _cleanup()
         shutil.rmtree(scratch, ignore_errors=True)
-        signum = exc.signum if isinstance(exc, Terminated) else _RECEIVED[-1]
-        print(f"dpsynth: stopped by {signal.Signals(signum).name}; no output was published and no staging "
-              "directory is left", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(128 + signum)
+        _stopped(exc.signum if isinstance(exc, Terminated) else _RECEIVED[-1])
+        raise  # not reached: _stopped exits
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -128,6 +128,37 @@ def _accuracy(train_X, train_y, test_X, test_y) -> tuple[float, str]:
     return 0.0, "none (no class released)"
 
 
+SWEEP_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _sweep(train_X, train_y, test_X, test_y, delta: float, ceiling: float, out: str,
+           known: dict[float, float]) -> list[dict]:
+    """Accuracy of the MLP trained on DP synthetic rows at each epsilon; writes privacy-utility.png.
+
+    known: accuracies already measured (the demo's main release), reused rather than fitted again.
+    """
+    from dpsynth.figures import privacy_utility_figure
+    from dpsynth.local import synthesize_arrays
+    from dpsynth.params import SynthesisConfig
+
+    points = []
+    for epsilon in SWEEP_EPSILONS:
+        if epsilon in known:
+            points.append({"epsilon": epsilon, "accuracy": known[epsilon], "ceiling": ceiling})
+            continue
+        result = synthesize_arrays(train_X, train_y, SynthesisConfig(epsilon=epsilon, delta=delta,
+                                                                     labels=tuple(range(10))))
+        accuracy, _ = _accuracy(result.synthetic_embeddings, result.synthetic_labels, test_X, test_y)
+        points.append({"epsilon": epsilon, "accuracy": accuracy, "ceiling": ceiling,
+                       "spent_epsilon": result.ledger.spent_epsilon})
+    try:
+        with open(os.path.join(out, "privacy-utility.png"), "wb") as f:
+            f.write(privacy_utility_figure(points, "dpsynth demo: digits, privacy-utility"))
+    except Exception as exc:  # a figure never fails the demo
+        print(f"dpsynth: warning: privacy-utility.png was not drawn: {exc}", file=sys.stderr)
+    return points
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     parser = make_parser("dpsynth demo", "End-to-end demo on scikit-learn's bundled digits.")
     parser.add_argument("--output", default="demo-output",
@@ -172,7 +203,7 @@ def _run_demo(args: argparse.Namespace, beam_args: list[str], out: str, final: s
     shown = {path: os.path.join(final, os.path.basename(path)) for path in (data_dir, emb_dir, synth_dir)}
     for d in (data_dir, emb_dir):
         os.makedirs(d)
-    progress = _Progress(5)
+    progress = _Progress(6)
     started = time.time()
 
     train_X, train_y, test_X, test_y = split_digits(limit)
@@ -219,6 +250,10 @@ def _run_demo(args: argparse.Namespace, beam_args: list[str], out: str, final: s
                "synthetic_rows": int(len(syn_y)), "synthetic_classes": int(len(np.unique(syn_y))),
                "dp_accuracy": dp_acc, "dp_model": dp_model, "non_private_accuracy": real_acc,
                "seconds": round(time.time() - started, 1)}
+    progress(f"privacy-utility sweep, epsilon {', '.join(f'{e:g}' for e in SWEEP_EPSILONS)} "
+             "(--runner local on the same train embeddings) ...")
+    sweep = _sweep(real_X, real_y, held_X, held_y, args.delta, real_acc, out, {args.epsilon: dp_acc})
+    results["sweep"] = sweep
     with open(os.path.join(out, "demo-results.json"), "w") as f:
         json.dump(results, f, indent=2)
 
@@ -229,11 +264,17 @@ def _run_demo(args: argparse.Namespace, beam_args: list[str], out: str, final: s
     print(f"  trained on the real train embeddings (NOT private):            {real_acc:.3f}  "
           f"[{len(real_y)} rows]")
     print()
+    print(f"Privacy-utility (delta={args.delta:g}; accuracy on the same held-out digits):")
+    print("  epsilon  " + "  ".join(f"{p['epsilon']:>5g}" for p in sweep))
+    print("  accuracy " + "  ".join(f"{p['accuracy']:5.3f}" for p in sweep)
+          + f"   (non-private: {real_acc:.3f})")
+    print()
     print("Outputs:")
     print(f"  DP release (shareable):    {shown[synth_dir]}/  (synthetic-*.parquet, gmm.json, privacy.json, "
           "report.md)")
     print(f"  PRIVATE, keep or delete:   {shown[data_dir]}/ (the digits as IDX), {shown[emb_dir]}/ (real embeddings)")
-    print(f"  results:                   {os.path.join(final, 'demo-results.json')}")
+    print(f"  results:                   {os.path.join(final, 'demo-results.json')}, "
+          f"{os.path.join(final, 'privacy-utility.png')}")
     print(f"Done in {time.time() - started:.0f} s.")
     return 0
 

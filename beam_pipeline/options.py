@@ -83,7 +83,7 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_output_paths(args: argparse.Namespace) -> None:
     """Refuse, before any work, outputs that are, contain or lie inside an input or each other."""
-    # --diagnostics-output has its own check (beam_pipeline.diagnostics.check_location)
+    # --diagnostics-output has its own check (diagnostics.check_location: never inside the release).
     check_disjoint([("--output", args.output), ("--rejected-output", args.rejected_output)],
                    [("--input", args.input), ("--labels-file", args.labels_file),
                     ("--idx-labels", getattr(args, "idx_labels", None))])

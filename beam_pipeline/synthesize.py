@@ -63,7 +63,8 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
     The exact counts come from the private scratch file, never from the
     release's staging directory; they go to --diagnostics-output only.
     """
-    mixture = ReleasedMixture.from_json(_read_json(staging.path("gmm.json")))
+    mixture_json = _read_json(staging.path("gmm.json"))
+    mixture = ReleasedMixture.from_json(mixture_json)
     diagnostics = scratch.read()
     rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
     write_json(ledger.to_json(), staging.path("privacy.json"))
@@ -75,9 +76,10 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
              "released mixture": FileSystems.join(final, "gmm.json"),
              "privacy ledger": FileSystems.join(final, "privacy.json"),
              "this report": FileSystems.join(final, "report.md")}
+    figures = _write_figures(staging, mixture_json, ledger, rows_per_class)
     report = render_report(mixture, ledger, rows_per_class, files, unit_level=bool(config.privacy_unit_column),
                            diagnostics_output=diagnostics_output,
-                           rejected_output=rejected.final_dir if rejected else None)
+                           rejected_output=rejected.final_dir if rejected else None, figures=figures)
     with FileSystems.create(staging.path("report.md")) as handle:
         handle.write(report.encode())
     if rejected is not None:
@@ -86,6 +88,27 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
     if diagnostics_output:
         private.write_private(diagnostics, diagnostics_output)
     return JobSummary(final, files, ledger, mixture, rows_per_class, diagnostics)
+
+
+def _write_figures(staging: StagedOutput, mixture_json: dict, ledger: PrivacyLedger,
+                   rows_per_class: list[int]) -> dict[str, str]:
+    """PNG figures beside report.md, from released values only; {file name: title}. Never fails the run."""
+    from dpsynth.figures import release_figures
+
+    def warn(message: str) -> None:
+        print(f"dpsynth: warning: {message}", file=sys.stderr)
+
+    written = {}
+    try:
+        drawn = release_figures(mixture_json, ledger.to_json(), rows_per_class, warn)
+    except Exception as exc:  # e.g. matplotlib missing: the release stands without figures
+        warn(f"no figures were drawn: {type(exc).__name__}: {exc}")
+        return written
+    for name, (title, png) in drawn.items():
+        with FileSystems.create(staging.path(name)) as handle:
+            handle.write(png)
+        written[name] = title
+    return written
 
 
 def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], config: SynthesisConfig,
@@ -153,7 +176,7 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
                 tables.append(pq.read_table(handle, columns=columns))
         # Sampling is streamed below, chunk by chunk: memory stays bounded whatever --num-samples is.
         result = synthesize_tables(tables, config.replace(num_samples=0), embedding_column, label_column,
-                                   input_info.dimension)
+                                   input_info.dimension, progress=True)
         write_json(result.mixture.to_json(), staging.path("gmm.json"))
         label_type = input_info.label_type
         _write_local_synthetic(result.mixture, config, label_type,
@@ -233,6 +256,9 @@ def run(argv: Sequence[str] | None = None) -> int:
                                 label_column=args.label_column, rejected_output=args.rejected_output,
                                 overwrite=args.overwrite, diagnostics_output=args.diagnostics_output)
     else:
+        # One log line per finished pass (transforms.release), not Beam's own INFO chatter.
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s dpsynth: %(message)s", stream=sys.stderr)
+        logging.getLogger("dpsynth").setLevel(logging.INFO)
         columns = [args.embedding_column, args.label_column, *extra]
         schema = pa.schema([info.schema.field(c) for c in columns])
         def read(pipeline: beam.Pipeline, name: str = "") -> beam.PCollection:

@@ -12,7 +12,7 @@ import math
 from typing import Any, Optional
 
 from dpsynth.errors import UserError
-from dpsynth.grid import DEFAULT_MAX_ROWS, MAX_RADIUS, MAX_ROWS_LIMIT, MIN_RADIUS
+from dpsynth.grid import DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT
 
 CLIP_MODES = ("normalize", "clip")
 COVARIANCES = ("auto", "spherical", "diagonal", "full")
@@ -34,10 +34,12 @@ LARGE_EPSILON = 10.0
 # Public bounds on the parameters, so that no value makes calibration, bounding
 # or sampling run away (time, memory, float range). Beyond MAX_EPSILON a DP
 # guarantee means nothing and calibration time and memory grow without bound;
-# below MIN_DELTA dp-accounting's Gaussian calibration fails; MAX_NUM_SAMPLES and
+# below MIN_DELTA dp-accounting's Gaussian calibration fails; RADIUS_RANGE keeps
+# R^2 and the noise scales normal float64 numbers; MAX_NUM_SAMPLES and
 # MAX_DIMENSION bound what one run may write and hold per component.
 MAX_EPSILON = 100.0
 MIN_DELTA = 1e-12
+RADIUS_RANGE = (2.0**-40, 2.0**40)
 MAX_NUM_SAMPLES = 10**9
 MAX_DIMENSION = 65536
 
@@ -114,8 +116,8 @@ class SynthesisConfig:
                                           "dpsynth calibrates; choose a delta in [1e-12, 1)")
         _require(_finite(self.radius) and self.radius > 0,
                  f"--radius must be a positive finite number, got {self.radius!r}")
-        _require(MIN_RADIUS <= self.radius <= MAX_RADIUS,
-                 f"--radius must lie in [2^-64, 2^64], got {self.radius!r}")
+        _require(RADIUS_RANGE[0] <= self.radius <= RADIUS_RANGE[1],
+                 f"--radius {self.radius:g} is outside [2^-40, 2^40]; rescale the embeddings instead")
         _require(isinstance(self.max_rows, int) and not isinstance(self.max_rows, bool)
                  and 1 <= self.max_rows <= MAX_ROWS_LIMIT,
                  f"--max-rows must be an integer in [1, 2^45], got {self.max_rows!r}")

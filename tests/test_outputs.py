@@ -163,8 +163,8 @@ def test_a_staged_file_overwrites_only_what_is_ours(tmp_path):
 
 def test_embed_never_overwrites_a_file_or_an_input(tmp_path, capsys):
     vectors = tmp_path / "vectors.parquet"
-    pq.write_table(pa.table({"embedding": pa.array([[1.0, 2.0]] * 4, pa.list_(pa.float32(), 2)),
-                              "label": [0, 1, 0, 1]}), vectors)
+    pq.write_table(pa.table({"embedding": pa.array([[1.0, 2.0]] * 4, pa.list_(pa.float64(), 2)),
+                             "label": [0, 1, 0, 1]}), vectors)
     existing = tmp_path / "mine.parquet"
     existing.write_bytes(b"user bytes")
     for output, extra, words in ((existing, [], "already exists; pass --overwrite"),

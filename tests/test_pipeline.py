@@ -78,7 +78,8 @@ def test_full_job_writes_every_output_with_a_valid_ledger(parquet_input, tmp_pat
     summary = run_synthesis_job(_read(parquet_input["pattern"]), config, str(out), PipelineOptions(RUNNER),
                                 dimension=info.dimension, label_type=info.label_type)
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["_DPSYNTH_OUTPUT", "gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]  # the marker: --overwrite may replace it
+    assert files == ["_DPSYNTH_OUTPUT", "fig-budget.png", "fig-counts.png", "fig-projection.png", "fig-spectrum.png",
+                     "gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
     table = pq.read_table(out / "synthetic-00000-of-00001.parquet")
     assert table.schema.field("label").type == pa.string()
     assert table.schema.field("embedding").type == pa.list_(pa.float32())
