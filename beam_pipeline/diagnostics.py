@@ -24,6 +24,7 @@ from dpsynth.errors import UserError
 PRIVATE_MARKER = ("PRIVATE: exact counts of the private input (not differentially private). "
                   "For the data owner only; never share this file with the release.")
 TELEMETRY = "private operator telemetry, exact, not DP"
+UNAVAILABLE = "_unavailable"  # the pipeline's counts could not be read back (e.g. workers' local disks)
 
 
 def _local(path: str) -> bool:
@@ -73,8 +74,9 @@ class PrivateScratch:
             self.path = f"{output_dir.rstrip('/')}.private-diagnostics-{uuid.uuid4().hex[:12]}.json"
 
     def read(self) -> dict:
+        """The summed counters; {"_unavailable": 1} where the workers' file cannot be read here."""
         if not FileSystems.exists(self.path):
-            return {}
+            return {UNAVAILABLE: 1}
         with FileSystems.open(self.path) as handle:
             return json.loads(handle.read().decode()) or {}
 
@@ -118,6 +120,6 @@ def rejected_warning(counts: dict, diagnostics_output: Optional[str], rejected_o
 
 
 def empty_warning(counts: dict) -> Optional[str]:
-    if counts and counts.get("rows_valid", 0) == 0:
+    if UNAVAILABLE not in counts and counts.get("rows_valid", 0) == 0:
         return (f"dpsynth: warning ({TELEMETRY}): no input row was usable; the release holds noise only")
     return None

@@ -25,7 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipeline import diagnostics as private, options
 from beam_pipeline.embed import EmbeddingStage, add_input_arguments, write_rejections
 from beam_pipeline.outputs import StagedOutput, exists, join
-from beam_pipeline.synthesize import print_telemetry, run_synthesis_job
+from beam_pipeline.synthesize import print_telemetry, released_delta_warning, run_synthesis_job
 from dpsynth.errors import UserError
 
 LOG = logging.getLogger("dpsynth.generate")
@@ -98,6 +98,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             records_rejected.abort()
     print(summary.describe())
     print_telemetry(summary, args.diagnostics_output, embeddings_rejected)
+    warning = released_delta_warning(summary, config)
+    if warning:
+        print(warning, file=sys.stderr)
     if records_rejected is not None:
         print(f"dpsynth: ({private.TELEMETRY}) {_count_rejections(records_rejected.final_dir)}; "
               f"rejected records (PRIVATE) are listed under {args.rejected_output}")

@@ -61,7 +61,7 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                         help="normalize rows onto the R-sphere (default) or clip them into the R-ball")
     parser.add_argument("--covariance", choices=COVARIANCES, default="auto",
                         help="covariance model of each component: full (one released d x d shape per class, "
-                             "shrunk towards spherical by its noise; d <= 1024), spherical or diagonal; "
+                             "shrunk towards the pooled within-class shape by its noise; d <= 1024), spherical or diagonal; "
                              "auto (default): full up to d = 1024 (d = 128 with discovered labels) while all classes' "
                              "matrices fit 2^25 values, else spherical")
     parser.add_argument("--privacy-unit-column",
@@ -128,7 +128,8 @@ def read_labels(args: argparse.Namespace, labels_are_integers: bool) -> Optional
 def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False) -> SynthesisConfig:
     config = SynthesisConfig(
         epsilon=args.epsilon, delta=args.delta, labels=read_labels(args, labels_are_integers),
-        radius=args.radius, max_rows=args.max_rows, clip_mode=args.clip_mode, max_clusters=args.max_clusters, rounds=args.rounds,
+        radius=args.radius, max_rows=args.max_rows, clip_mode=args.clip_mode, max_clusters=args.max_clusters,
+        rounds=args.rounds,
         covariance=args.covariance, num_samples=args.num_samples, class_balance=args.class_balance,
         privacy_unit_column=args.privacy_unit_column, allow_large_delta=args.allow_large_delta)
     if config.epsilon > LARGE_EPSILON:
@@ -152,6 +153,9 @@ def check_delta(config: SynthesisConfig, min_rows: Optional[int]) -> None:
     """
     if min_rows is not None and min_rows < 1:
         raise UserError(f"--min-rows must be a positive integer, got {min_rows}")
+    max_rows = getattr(config, "max_rows", None)
+    if min_rows is not None and max_rows is not None and min_rows > max_rows:
+        raise UserError(f"--min-rows {min_rows} is above --max-rows {max_rows}")
     if config.allow_large_delta:
         return
     unit = "privacy units" if config.privacy_unit_column else "rows"

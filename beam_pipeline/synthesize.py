@@ -66,6 +66,10 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
     mixture_json = _read_json(staging.path("gmm.json"))
     mixture = ReleasedMixture.from_json(mixture_json)
     diagnostics = scratch.read()
+    if "unit_rows_read" in diagnostics and "unit_extra_rows_dropped" not in diagnostics:
+        # Beam counts rows before and after unit bounding; the local reference counts the drop itself.
+        diagnostics["unit_extra_rows_dropped"] = (diagnostics["unit_rows_read"] - diagnostics.get("unit_rows_kept", 0)
+                                                  - diagnostics.get("rejected_missing_privacy_unit", 0))
     rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
     write_json(ledger.to_json(), staging.path("privacy.json"))
     synthetic = sorted(m.path for m in FileSystems.match([staging.path(SYNTHETIC_PREFIX + "-*.parquet")])[0]
@@ -273,7 +277,19 @@ def run(argv: Sequence[str] | None = None) -> int:
             reread_input=read, diagnostics_output=args.diagnostics_output)
     print(summary.describe())
     print_telemetry(summary, args.diagnostics_output, args.rejected_output)
+    warning = released_delta_warning(summary, config)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
+
+
+def released_delta_warning(summary: JobSummary, config: SynthesisConfig) -> Optional[str]:
+    """A warning when delta >= 1/n for the released (noisy) total count: post-processing of DP values only."""
+    noisy_n = sum(max(c.noisy_count, 0.0) for c in summary.mixture.classes)
+    if config.allow_large_delta or noisy_n < 1 or config.delta < 1.0 / noisy_n:
+        return None
+    return (f"dpsynth: warning: delta {config.delta:g} is at or above 1/n for the released noisy count "
+            f"n ~ {noisy_n:.0f}; the guarantee is weak: rerun with a smaller delta (and --min-rows)")
 
 
 def print_telemetry(summary: JobSummary, diagnostics_output: Optional[str], rejected_output: Optional[str]) -> None:

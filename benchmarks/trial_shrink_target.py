@@ -1,6 +1,6 @@
 """Trial: the full covariance's shrinkage target (pooled within-class shape vs spherical), on PUBLIC rows only.
 
-    PYTHONPATH=. python benchmarks/trial_shrink_target.py fmnist-scatternet[,fmnist-effnet,spam-minilm]
+    PYTHONPATH=. python benchmarks/trial_shrink_target.py fmnist-scatternet[,fmnist-effnet,spam-minilm] [--raw]
 
 Public rows A stand in for the private set, rows B score the fixed MLP
 (benchmarks/public_rows.py). Two sizes of private set are mimicked through
@@ -20,12 +20,15 @@ from benchmarks.public_rows import public_split, record, score_dpsynth
 from dpsynth import gmm
 
 OUT = Path(__file__).parent / "results" / "public_shrink_target.jsonl"
+# Whitened projections make the pooled covariance the identity by construction: --raw keeps the
+# projection unwhitened, where the pooled and spherical targets differ.
+WHITEN = "--raw" not in sys.argv
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     pooled = gmm.pooled_within_shape
     for name in sys.argv[1].split(","):
-        full_split = public_split(name, **PROJECTIONS[name])
+        full_split = public_split(name, PROJECTIONS[name]["dim"], whiten=WHITEN)
         for size, split in (("full", full_split),
                             ("tenth", dataclasses.replace(full_split, epsilon_scale=full_split.epsilon_scale / 10,
                                                           num_private=full_split.num_private // 10))):
@@ -37,5 +40,6 @@ if __name__ == "__main__":
                             accuracy, _ = score_dpsynth(split, eps)
                         finally:
                             gmm.pooled_within_shape = pooled
-                        record(OUT, {"dataset": name, "size": size, "eps": eps, "target": target, "rep": rep,
+                        record(OUT, {"dataset": name, "whiten": WHITEN, "size": size, "eps": eps, "target": target,
+                                     "rep": rep,
                                      "acc": round(100 * accuracy, 1)})

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from dpsynth import clustering, gmm
+from dpsynth import clustering, finite, gmm
 from dpsynth.calibration import PassNoise, ReleasePlan
 from dpsynth.clustering import ClassSummary, NearestCentre, Partitioner, SecondMoment, Stats, WholeClass
 from dpsynth.noise import NoiseSource, release_gaussian
@@ -213,7 +213,7 @@ def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, conf
         noisy_class_counts={c: s.noisy_count for c, s in state.summaries.items()}, private=config.is_private,
         class_sigmas=class_sigmas,
         class_second_moments={c: (r.packed_second, r.noisy_count, r.sigma) for c, r in state.class_covariance.items()})
-    return RunState(state.labels, state.summaries, notes, None, mixture)
+    return RunState(state.labels, state.summaries, notes, None, finite.require_finite_mixture(mixture))
 
 
 def select_labels(exact_counts: dict[Any, int], plan: ReleasePlan, source: NoiseSource) -> tuple[Any, ...]:

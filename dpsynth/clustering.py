@@ -16,7 +16,7 @@ from typing import Optional, Protocol
 import numpy as np
 from scipy import sparse
 
-from dpsynth.grid import snap_public
+from dpsynth.grid import row_grid, snap_public, snap_rows
 
 # A cluster needs at least this many (noisy) rows to be kept at all.
 MIN_CLUSTER_ROWS = 10
@@ -112,8 +112,6 @@ def bound_rows(X: np.ndarray, radius: float, clip_mode: str, grid: Optional[floa
     so a row of denormals (norm below 1e-308) or of entries near the float
     maximum is bounded like any other, never to NaN or inf.
     """
-    from dpsynth.grid import row_grid, snap_rows
-
     X = np.asarray(X, dtype=np.float64)
     scale, inner = _scaled_norms(X)
     ok = scale > 0

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from dpsynth import algorithm, clustering, gmm, privacy_units
+from dpsynth import algorithm, clustering, finite, gmm, privacy_units
 from dpsynth.accounting import PrivacyLedger
 from dpsynth.calibration import ReleasePlan, plan_releases
 from dpsynth.errors import UserError
@@ -50,6 +50,9 @@ def synthesize_arrays(embeddings: np.ndarray, labels: Sequence[Any] | np.ndarray
     if embeddings.ndim != 2:
         raise UserError(f"embeddings must be a 2-d array, got shape {embeddings.shape}")
     label_array = pa.array(np.asarray(labels).tolist())
+    if len(label_array) == 0:  # no rows: the label type is the public label set's (integers by default)
+        strings = bool(config.labels) and isinstance(config.labels[0], str)
+        label_array = pa.array([], pa.string() if strings else pa.int64())
     table = pa.table({"embedding": pa.FixedSizeListArray.from_arrays(
         pa.array(embeddings.astype(np.float64).ravel()), embeddings.shape[1]), "label": label_array})
     return synthesize_tables([table], config, dimension=int(embeddings.shape[1]))
@@ -142,7 +145,7 @@ def sample_local(mixture: gmm.ReleasedMixture, config: SynthesisConfig
     for class_index, chunk_index, rows in gmm.sampling_chunks(rows_per_class):
         X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(config.noise_seed, class_index,
                                                                                   chunk_index))
-        parts_X.append(X)
+        parts_X.append(finite.require_finite_rows(X, mixture.classes[class_index].label))
         parts_c.append(component)
         parts_y.append(np.full(rows, class_index))
     class_index = np.concatenate(parts_y) if parts_y else np.zeros(0, int)

@@ -63,7 +63,7 @@ class SynthesisConfig:
     covariance: "spherical" (one variance per component), "diagonal"
       (one per coordinate; costs a release of per-coordinate second moments)
       or "full" (each class's components share the shape of one released
-      d x d within-component covariance, shrunk towards spherical as far as
+      d x d within-component covariance, shrunk towards the pooled within-class shape as far as
       its noise demands, each component keeping its own scale; costs a
       second-moment matrix per class, d <= 1024). "auto" (the default) is
       "full" up to d = 1024 (while all classes' matrices stay within 2^25

@@ -30,8 +30,9 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
               f" of radius {mixture.radius:g}; {mixture.covariance} covariances", ""]
     full = mixture.covariance == "full"
     if full:
-        lines += ["Shrinkage: how far each class's released covariance shape was pulled towards spherical",
-                  "by its noise (0: the estimated covariance as is, 1: spherical).", ""]
+        lines += ["Shrinkage: how far each class's released covariance shape was pulled towards the pooled",
+                  "within-class shape of all classes by its noise (0: the class's own estimate as is,",
+                  "1: the pooled shape).", ""]
     lines += ["| label | noisy count | components | synthetic rows |" + (" shrinkage |" if full else "") + " note |",
               "|---|---|---|---|" + ("---|" if full else "") + "---|"]
     for cls, rows in zip(mixture.classes, rows_per_class):

@@ -104,6 +104,8 @@ USER_ERRORS = {
     "delta guard in privacy units": ("units", ["--epsilon", "1", "--delta", "0.05", "--min-rows", "50",
                                                "--privacy-unit-column", "person"], "(privacy units)"),
     "min-rows zero": ("good", BASE + ["--min-rows", "0"], "--min-rows must be a positive integer"),
+    "min-rows above max-rows": ("good", BASE + ["--min-rows", "1000", "--max-rows", "500"],
+                                "--min-rows 1000 is above --max-rows 500"),
     "diagnostics inside the release": ("good", BASE + ["--diagnostics-output", "{out}/d.json"],
                                        "lies inside the release directory"),
     "diagnostics onto the input": ("good", BASE + ["--diagnostics-output", "{input}"], "is or lies inside the input"),
@@ -392,3 +394,44 @@ def test_delta_below_1_over_min_rows_runs(files, tmp_path, capsys):
     code, _, err = _run(["--input", files["good"], "--epsilon", "1", "--delta", "0.001", "--labels", "0,1",
                          "--min-rows", "400"], tmp_path, capsys)
     assert code == 0, err
+
+
+def test_a_declared_min_rows_far_below_n_is_flagged_from_the_released_count(files, tmp_path, capsys):
+    # 400 rows, --min-rows 10, delta 0.01: the public guard passes; the released (noisy) count, a DP
+    # value, shows delta >= 1/n, so a warning follows the release (post-processing, no privacy cost).
+    code, _, err = _run(["--input", files["good"], "--epsilon", "1", "--delta", "0.01", "--labels", "0,1",
+                         "--min-rows", "10"], tmp_path, capsys)
+    assert code == 0, err
+    assert "at or above 1/n for the released noisy count" in err
+    code, _, err = _run(["--input", files["good"], *BASE, "--overwrite"], tmp_path, capsys)
+    assert code == 0 and "released noisy count" not in err
+
+
+@pytest.mark.parametrize("runner", ["local", "FnApiRunner"])
+def test_a_staging_directory_never_holds_exact_counts(runner, files, tmp_path, capsys, monkeypatch):
+    # What a killed run would leave behind: the staging directory just before publication.
+    from beam_pipeline import outputs
+
+    seen: dict[str, str] = {}
+
+    def publish_then_die(self):
+        for path in Path(self.staging_dir).rglob("*"):
+            if path.is_file():
+                seen[path.name] = path.read_bytes().decode("latin-1")
+        raise KeyboardInterrupt  # as a signal would, before the rename
+
+    monkeypatch.setattr(outputs.StagedOutput, "publish", publish_then_die)
+    # ... and wherever the job writes its exact counts while it runs: never under the release's path.
+    from beam_pipeline import synthesize
+
+    written: list[str] = []
+    real_write, real_build = synthesize.write_json, synthesize.build_synthesis
+    monkeypatch.setattr(synthesize, "write_json", lambda obj, path: (written.append(path), real_write(obj, path)))
+    monkeypatch.setattr(synthesize, "build_synthesis", lambda *a, **k: (
+        written.append(k["paths"].diagnostics_json), real_build(*a, **k))[1])
+    code, _, err = _run(["--input", files["ragged_first_short"], *BASE, "--dimension", "4"], tmp_path, capsys, runner)
+    assert code == 130 and "gmm.json" in seen and "report.md" in seen
+    assert not any("rows_read" in text or "rejected_" in text for text in seen.values())
+    scratch = [p for p in written if not p.endswith(("gmm.json", "privacy.json"))]
+    assert scratch and not any(p.startswith(str(tmp_path / "out")) for p in scratch), written
+    assert not list(tmp_path.glob("out*"))  # the aborted run left no debris

@@ -36,7 +36,7 @@ def synthetic_dir(tmp_path_factory):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 8)).astype(np.float32) + np.repeat(np.eye(8)[:3] * 4, 100, axis=0)
     labels = np.repeat(["cat dog", "owl", "emu"], 100)
-    pq.write_table(pa.table({"embedding": pa.array(list(x), pa.list_(pa.float32())), "label": labels}),
+    pq.write_table(pa.table({"embedding": pa.array(list(x), pa.list_(pa.float32(), 8)), "label": labels}),
                    root / "private.parquet")
     code = main(["synthesize", "--input", str(root / "private.parquet"), "--output", str(root / "synth"),
                  "--epsilon", "8", "--delta", "1e-5", "--labels", "cat dog,owl,emu", "--runner", "local"])

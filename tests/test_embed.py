@@ -117,3 +117,8 @@ def test_embed_precomputed_vectors_pass_through(tmp_path, capsys):
     np.testing.assert_array_equal(np.array(table.column("embedding").to_pylist()), np.array(vectors[:2]))
     # embed records d, so that synthesize then needs no flag
     assert table.schema.field("embedding").metadata[b"dpsynth.dimension"] == b"3"
+    from beam_pipeline.cli import main
+
+    assert main(["synthesize", "--input", str(out), "--output", str(tmp_path / "release"), "--epsilon", "1",
+                 "--delta", "1e-6", "--labels", "1,2", "--runner", "local"]) == 0
+    assert '"dimension": 3' in (tmp_path / "release" / "gmm.json").read_text().replace("\n", " ")

@@ -77,3 +77,23 @@ def test_generate_user_errors(digit_folder, tmp_path, capsys):
     assert "1/n for the declared --min-rows 200" in capsys.readouterr().err
     assert run_guarded(run, base[:2] + base[4:] + ["--encoder", "scatternet"]) == 2  # no --output
     assert "--output" in capsys.readouterr().err
+
+
+def test_generate_on_jsonl_vectors_takes_d_and_the_delta_rule_from_public_facts(tmp_path, capsys):
+    # JSONL has no schema: the vectors' length must be declared, whatever the first row holds, and the
+    # delta guard is the same public rule as for Parquet (it used to be skipped for JSONL/CSV).
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps({"embedding": [1.0] * (2 if i == 0 else 4), "label": i % 2}) + "\n"
+                           for i in range(40)))
+    base = ["--input", str(src), "--encoder", "none", "--output", str(tmp_path / "o"), "--epsilon", "1",
+            "--labels", "0,1"]
+    assert run_guarded(run, base + ["--delta", "1e-6"] + BEAM) == 2
+    assert "pass --dimension d" in capsys.readouterr().err
+    assert run_guarded(run, base + ["--delta", "0.01", "--dimension", "4"] + BEAM) == 2
+    assert "--min-rows" in capsys.readouterr().err
+    assert run_guarded(run, base + ["--delta", "1e-6", "--dimension", "4", "--diagnostics-output",
+                                    str(tmp_path / "d.json")] + BEAM) == 0
+    captured = capsys.readouterr()
+    counts = json.loads((tmp_path / "d.json").read_text())["counts"]
+    assert counts["rows_valid"] == 39  # the short first row is one counted rejection, not the dimension
+    assert json.loads((tmp_path / "o" / "gmm.json").read_text())["dimension"] == 4, captured.err

@@ -41,8 +41,8 @@ def test_every_finite_row_is_bounded_on_the_grid_never_nan(clip_mode, radius):
     g = row_grid(radius)
     assert is_on_grid(bounded, radius, g)
     norms = np.linalg.norm(bounded.astype(np.float64), axis=1)
-    if clip_mode == "normalize":  # every row keeps its direction and lands within 2 g of the sphere
-        assert np.all(norms >= radius - 2 * g), dict(zip(EXTREME_ROWS, norms))
+    if clip_mode == "normalize":  # every row keeps its direction and lands within 3 g of the sphere (dpsynth.grid: at most (d/12 + 8 sqrt(B/3)) / 2B of R)
+        assert np.all(norms >= radius - 3 * g), dict(zip(EXTREME_ROWS, norms))
     assert not np.signbit(bounded[bounded == 0]).any()  # -0.0 normalised to +0.0
 
 
@@ -73,9 +73,9 @@ def test_snapping_keeps_the_norm_bound_and_shrinks_normalised_rows_negligibly(d)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     snapped = snap_rows(X, 1.0, row_grid(1.0)).astype(np.float64)
     norms = np.linalg.norm(snapped, axis=1)
-    assert norms.max() <= 1.0 and norms.min() >= 1.0 - 2 * row_grid(1.0)
-    # The move of a row is at most about half a grid step per coordinate.
-    assert np.max(np.abs(snapped - X)) <= row_grid(1.0)
+    assert norms.max() <= 1.0 and norms.min() >= 1.0 - 3 * row_grid(1.0)
+    # A row moves by at most about one grid step per coordinate.
+    assert np.max(np.abs(snapped - X)) <= 2 * row_grid(1.0)
 
 
 def _worst_case_sums(n: int, d: int, second_moment: str, seed: int) -> list:

@@ -51,6 +51,14 @@ def test_a_class_too_small_to_fit_gets_no_rows():
     assert 7 not in set(result.synthetic_labels.tolist())
 
 
-def test_empty_input_is_a_user_error():
-    with pytest.raises(UserError):
-        synthesize_arrays(np.zeros((0, 3)), [], SynthesisConfig(epsilon=1.0, delta=1e-5, labels=(0,)))
+def test_an_empty_array_gives_a_noise_only_release_with_d_from_its_shape():
+    # The caller's shape (0, d) is a public fact; emptiness is not refused (that would be a release).
+    import numpy as np
+
+    from dpsynth.local import synthesize_arrays
+    from dpsynth.params import SynthesisConfig
+
+    result = synthesize_arrays(np.zeros((0, 5)), [], SynthesisConfig(epsilon=1.0, delta=1e-6, labels=(0, 1)))
+    assert result.mixture.dimension == 5 and [c.label for c in result.mixture.classes] == [0, 1]
+    assert result.synthetic_embeddings.shape[1] == 5
+    assert result.reject_counts == {} or sum(result.reject_counts.values()) == 0

@@ -130,7 +130,7 @@ def _input(tmp_path) -> str:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 4))
     path = str(tmp_path / "in.parquet")
-    pq.write_table(pa.table({"embedding": pa.array(X.tolist(), pa.list_(pa.float32())),
+    pq.write_table(pa.table({"embedding": pa.array(X.tolist(), pa.list_(pa.float32(), 4)),
                              "label": pa.array(rng.integers(0, 2, 400))}), path)
     return path
 

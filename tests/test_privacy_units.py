@@ -34,7 +34,7 @@ def _units_table(seed: int = 0, units: int = 60, null_rows: int = 3) -> pa.Table
     labels += [0] * null_rows
     rows += list(rng.normal(size=(null_rows, DIM)))
     order = rng.permutation(len(unit_ids))
-    return pa.table({"embedding": pa.array([list(map(float, rows[i])) for i in order], pa.list_(pa.float64())),
+    return pa.table({"embedding": pa.array([list(map(float, rows[i])) for i in order], pa.list_(pa.float64(), DIM)),
                      "label": pa.array([labels[i] for i in order], pa.int64()),
                      "person": pa.array([unit_ids[i] for i in order], pa.string())})
 
@@ -123,10 +123,9 @@ def test_beam_and_local_agree_with_noise_off(tmp_path):
     assert diagnostics["unit_rows_kept"] == len(units)
     rejected = pq.read_table(str(tmp_path / "rejected"))
     assert rejected.num_rows == 3 and rejected.column("person").null_count == 3
+    assert diagnostics["unit_extra_rows_dropped"] == table.num_rows - 3 - len(units)
     report = (tmp_path / "out" / "report.md").read_text()
-    assert f"extra rows of a privacy unit, not used (one row per unit is kept): " \
-           f"{table.num_rows - 3 - len(units)}" in report
-    assert "| missing_privacy_unit | 3 |" in report
+    assert "missing_privacy_unit" not in report and str(table.num_rows) not in report  # exact: PRIVATE only
 
 
 @pytest.mark.parametrize("runner", ["local", "FnApiRunner"])
@@ -138,12 +137,14 @@ def test_cli_bounds_units_on_both_runners(tmp_path, capsys, runner):
     units = len({u for u in table.column("person").to_pylist() if u is not None})
     code = main(["synthesize", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out"),
                  "--epsilon", "2", "--delta", "1e-6", "--labels", "0,1", "--privacy-unit-column", "person",
-                 "--rejected-output", str(tmp_path / "rej"), "--runner", runner])
+                 "--rejected-output", str(tmp_path / "rej"), "--diagnostics-output", str(tmp_path / "d.json"),
+                 "--runner", runner])
     assert code == 0, capsys.readouterr().err
     report = (tmp_path / "out" / "report.md").read_text()
-    assert f"- rows used: {units}" in report
     assert "(add/remove one privacy unit: each unit kept one record)" in report
-    assert f"- rows in the input before privacy-unit bounding: {table.num_rows}" in report
+    counts = json.loads((tmp_path / "d.json").read_text())["counts"]
+    assert counts["rows_valid"] == units and counts["unit_rows_read"] == table.num_rows
+    assert counts["unit_extra_rows_dropped"] == table.num_rows - 3 - units
     rejected = pq.read_table(str(tmp_path / "rej"))
     assert rejected.column("reject_reason").to_pylist() == ["missing_privacy_unit"] * 3
     assert json.loads((tmp_path / "out" / "gmm.json").read_text())["private"] is True

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from dpsynth import gmm
+from dpsynth import finite, gmm
 from dpsynth.algorithm import RunState
 
 
@@ -27,6 +27,7 @@ def _sample_chunk(chunk: tuple[int, int, int], state: RunState, label_type: pa.D
     class_index, chunk_index, rows = chunk
     mixture = state.mixture
     X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(noise_seed, class_index, chunk_index))
+    finite.require_finite_rows(X, mixture.classes[class_index].label)
     return synthetic_table([mixture.classes[class_index].label] * rows, X, component, label_type)
 
 
