@@ -9,8 +9,10 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from typing import Sequence
 
@@ -70,7 +72,7 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-_RECEIVED: list[int] = []  # signals received: a runner may re-raise Terminated wrapped in its own error
+_RECEIVED: list[int] = []  # signals seen: a runner may wrap our Terminated in an exception of its own
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -128,33 +130,74 @@ def run_guarded(run, argv: Sequence[str]) -> int:
     runner's worker threads may otherwise keep it alive.
     """
     previous = _install_signal_handlers()
+    scratch, saved = _private_tempdir()
+    try:
+        return _run_reporting(run, argv)
+    except BaseException as exc:
+        if not (_RECEIVED or isinstance(exc, Terminated)):
+            raise
+        shutil.rmtree(scratch, ignore_errors=True)
+        _stopped(exc.signum if isinstance(exc, Terminated) else _RECEIVED[-1])
+        raise  # not reached: _stopped exits
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _restore_tempdir(scratch, saved)
+
+
+def _private_tempdir() -> tuple[str, tuple]:
+    """A temporary directory of this run that every library's temp files go under (TMPDIR, tempfile).
+
+    Beam (beam-pipeline-temp*), our private scratch and any worker process
+    put their temporary files there, so one removal at the end, or after a
+    signal, leaves none behind, without touching other processes' files.
+    """
+    saved = (tempfile.tempdir, os.environ.get("TMPDIR"))
+    scratch = tempfile.mkdtemp(prefix="dpsynth-run-")
+    tempfile.tempdir = scratch
+    os.environ["TMPDIR"] = scratch
+    return scratch, saved
+
+
+def _restore_tempdir(scratch: str, saved: tuple) -> None:
+    tempfile.tempdir = saved[0]
+    if saved[1] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[1]
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_reporting(run, argv: Sequence[str]) -> int:
+    """The entry point, with user errors, Ctrl-C and a full disk as one line each (signals: run_guarded)."""
     try:
         from beam_pipeline.remote import check_gcs_access
 
         check_gcs_access(argv)  # before any work: a gs:// path without credentials would hang for minutes
         result = run(list(argv))
     except UserError as exc:
+        if _RECEIVED:
+            raise
         _cleanup()
         print(f"dpsynth: error: {exc}", file=sys.stderr)
         return 2
-    except Terminated as exc:
-        _stopped(exc.signum)
+    except Terminated:
+        raise
     except KeyboardInterrupt:
+        if _RECEIVED:
+            raise
         _cleanup()
         print("dpsynth: interrupted; no output was published", file=sys.stderr)
         return 130
     except Exception as exc:
-        if _RECEIVED:  # Beam wrapped our Terminated (raised inside a DoFn) in a RuntimeError
-            _stopped(_RECEIVED[-1])
+        if _RECEIVED:
+            raise
         _cleanup()
         if _no_space(exc):
             print("dpsynth: error: no space left on device; no output was published and no staging "
                   "directory is left", file=sys.stderr)
             return 1
         raise
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     return int(result or 0)
 
 

@@ -233,7 +233,7 @@ def run(argv: list[str]) -> int:
     if radius <= 0:
         raise UserError("--radius must be positive")
 
-    output = evaluation_path(directory, args.output)
+    output = evaluation_path(directory, args.output)  # PRIVATE: never inside the release directory
     _check_output(output, args, shards)
 
     # Synthetic rows are read as the core wrote them: label, embedding list<float32>.

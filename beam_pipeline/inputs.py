@@ -105,6 +105,6 @@ def inspect_parquet(pattern: str, embedding_column: str, label_column: str, extr
         else:
             check_same_schema(schema, first_path, footer.schema_arrow, path, embedding_column, label_column,
                               extra_columns)
-            footer.close()
+        footer.close()
     dimension = resolve_dimension(schema, embedding_column, dimension)
     return ParquetInput(pattern, tuple(files), schema, dimension, schema.field(label_column).type)

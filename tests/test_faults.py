@@ -184,8 +184,10 @@ def test_sigterm_or_sigint_on_a_beam_run_leaves_no_staging_and_one_line(tmp_path
     pq.write_table(_table(rows=600), path)
     command = [sys.executable, "-m", "beam_pipeline.cli", "synthesize", "--input", str(path), "--output",
                str(tmp_path / "out"), "--epsilon", "2", "--delta", "1e-6", "--labels", "0,1", "--runner=FnApiRunner"]
-    process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=os.getcwd()), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    scratch = tmp_path.parent / f"{tmp_path.name}-tmp"  # the run's TMPDIR: private scratch files land here
+    scratch.mkdir()
+    process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=os.getcwd(), TMPDIR=str(scratch)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_staging(process, tmp_path, "out.staging-")
         time.sleep(0.5)  # let the pipeline start working
@@ -200,6 +202,7 @@ def test_sigterm_or_sigint_on_a_beam_run_leaves_no_staging_and_one_line(tmp_path
     assert err.strip().splitlines() == [f"dpsynth: stopped by {signal.Signals(signum).name}; no output was "
                                         "published and no staging directory is left"], err
     assert sorted(os.listdir(tmp_path)) == ["in.parquet"]
+    assert os.listdir(scratch) == []  # no temporary directory left either
 
 
 def test_sigterm_on_embed_leaves_no_partial_private_embeddings(tmp_path):

@@ -224,3 +224,59 @@ def test_detect_format_and_missing_input(tmp_path):
         detect_format(str(tmp_path / "data.bin"))
     with pytest.raises(UserError, match="no input files match"):
         ReadRecords(str(tmp_path / "none-*.csv"), "text")
+
+
+def test_csv_with_an_unterminated_quote_counts_every_swallowed_line(tmp_path):
+    # Without strict parsing the quote swallows every later record into one field, silently.
+    path = tmp_path / "mail.csv"
+    path.write_text('id,text,label\n'
+                    'm1,fine,ham\n'
+                    'm2,"never closed,spam\n'
+                    'm3,lost,ham\n'
+                    'm4,also lost,spam\n')
+    rows, rejected, counters = _run(ReadRecords(str(path), "text"))
+    assert rows == [("m1", "ham", "fine")]
+    assert [(r["position"], r["reason"]) for r in rejected] == [
+        (f"line {n}", "bad csv: unterminated quote") for n in (3, 4, 5)]
+    assert counters["rejected_bad_csv"] == 3
+
+
+def test_csv_with_a_stray_quote_rejects_that_record_and_reads_on(tmp_path):
+    path = tmp_path / "mail.csv"
+    path.write_text('id,text,label\nm1,"stray"quote,ham\nm2,fine,spam\nm3,a,b,extra\n')
+    rows, rejected, _ = _run(ReadRecords(str(path), "text"))
+    assert rows == [("m2", "spam", "fine")]
+    assert sorted(r["reason"].split(":")[0] for r in rejected) == ["bad csv", "bad csv"]
+
+
+def test_a_utf8_bom_is_stripped_in_csv_and_jsonl(tmp_path):
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes("\ufeffid,text,label\nm1,hello,ham\n".encode("utf-8"))
+    reader = ReadRecords(str(csv_path), "text")
+    assert reader.has_ids  # the header's first name is "id", not "\ufeffid"
+    assert _run(reader)[0] == [("m1", "ham", "hello")]
+    jsonl_path = tmp_path / "bom.jsonl"
+    jsonl_path.write_bytes("\ufeff{\"id\": \"j1\", \"text\": \"hi\", \"label\": \"a\"}\n".encode("utf-8"))
+    reader = ReadRecords(str(jsonl_path), "text")
+    rows, rejected, _ = _run(reader)
+    assert rows == [("j1", "a", "hi")] and rejected == []
+
+
+def test_a_decompression_bomb_is_a_counted_rejection(tmp_path, digit):
+    import io
+
+    bomb = io.BytesIO()
+    Image.new("1", (9000, 9000)).save(bomb, format="PNG")  # 81 M pixels from a file of a few KB
+    table = pa.table({"image": [bomb.getvalue(), _png_bytes(digit)], "label": [1, 2], "id": ["bomb", "ok"]})
+    pq.write_table(table, tmp_path / "images.parquet")
+    rows, rejected, counters = _run(ReadRecords(str(tmp_path / "images.parquet"), "image"))
+    assert [r[0] for r in rows] == ["ok"]
+    assert [(r["id"], r["reason"].split(":")[0]) for r in rejected] == [("bomb", "image too large")]
+    assert counters["rejected_image_too_large"] == 1
+
+
+def test_parquet_files_of_a_glob_must_agree_on_the_read_columns(tmp_path):
+    pq.write_table(pa.table({"text": ["a"], "label": ["x"]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"text": [1], "label": ["x"]}), tmp_path / "b.parquet")
+    with pytest.raises(UserError, match="b.parquet differs from .*a.parquet: its column 'text' is int64"):
+        ReadRecords(str(tmp_path / "*.parquet"), "text")

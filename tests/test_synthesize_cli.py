@@ -44,7 +44,9 @@ def test_user_errors_are_one_line_and_exit_2(parquet_input, tmp_path, capsys, ar
 
 
 def test_missing_inputs_are_user_errors_and_an_empty_one_is_not(tmp_path, capsys):
-    code, _, err = _run(capsys, "--input", str(tmp_path / "in" / "none-*.parquet"), "--output", str(tmp_path / "o"), *BASE)
+    (tmp_path / "in").mkdir()
+    code, _, err = _run(capsys, "--input", str(tmp_path / "in" / "none-*.parquet"), "--output", str(tmp_path / "o"),
+                        *BASE)
     assert code == 2 and "no input file" in err
     empty = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"embedding": pa.array([], pa.list_(pa.float32())), "label": pa.array([], pa.int64())}),
