@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -332,8 +333,8 @@ def test_the_release_directory_holds_no_exact_count(runner, tmp_path, capsys):
     assert not [f for f in files if "diagnostics" in f]
     report = (tmp_path / "out" / "report.md").read_text()
     assert "exact" in report.lower() and "--diagnostics-output" in report
-    for number in ("487", "474", "13 "):
-        assert number not in report, number
+    for number in ("487", "474", "13"):  # as whole numbers: a noisy count such as 113 is no leak
+        assert not re.search(rf"(?<![\d.]){number}(?![\d.])", report), number
     release = _release_text(tmp_path / "out")
     assert "rows_read" not in release and "rejected_" not in release and "rows_valid" not in release
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.private.json", "in.parquet", "out"]  # no debris
