@@ -18,9 +18,12 @@ as it stands, and some of its failures are silent:
 This runner keeps Beam's translations and fixes those four points: a bounded
 source is split and read in parallel; ParDo outputs carry their tag and each
 consumer takes only its own; every leaf is computed in one `client.compute`;
-any PCollection read more than once (side input or fan-out) is persisted on
-the cluster so that it is computed, and its noise drawn, exactly once; side
-inputs are materialised once on the client from that persisted result.
+any PCollection read more than once (fan-out) is persisted on the cluster;
+every PCollection read as a side input (the released states: discovered
+labels, each pass's RunState, all noisy) is materialised exactly once on the
+client, and all its readers, main or side, get those values, so no
+recomputation after a lost worker can redraw noise. Beam's own name
+`--runner DaskRunner` is mapped to this runner (beam_pipeline.options).
 Batch, global-window pipelines only (as Beam's DaskRunner).
 """
 from __future__ import annotations
@@ -123,10 +126,11 @@ TRANSLATIONS = {**_tev.TRANSLATIONS, _overrides._Read: _Read, beam.Impulse: _Imp
 
 
 class _UseCounter(PipelineVisitor):
-    """How many times each leaf transform's outputs are read (main and side inputs)."""
+    """How many times each leaf transform's outputs are read (main and side inputs), and which are side inputs."""
 
     def __init__(self) -> None:
         self.uses: collections.Counter = collections.Counter()
+        self.side_inputs: set = set()  # (producer, tag) of every PCollection read as a side input
 
     def visit_transform(self, node: AppliedPTransform) -> None:
         for value in node.inputs:
@@ -134,23 +138,49 @@ class _UseCounter(PipelineVisitor):
                 self.uses[value.producer] += 1
         for side in node.side_inputs:
             self.uses[side.pvalue.producer] += 1
+            self.side_inputs.add((side.pvalue.producer, side.pvalue.tag))
 
 
 class _Builder(PipelineVisitor):
-    def __init__(self, client, bag_kwargs: dict, uses: collections.Counter) -> None:
+    """Translates the graph; every PCollection read as a side input is computed exactly once, on the client.
+
+    Those are the released states (the discovered label set, each pass's
+    RunState): noisy values. Persisting them on the cluster is not enough, as
+    a lost worker makes Dask recompute a partition and so redraw its noise.
+    Their values are therefore computed once into client memory, and every
+    reader, side input or main input, gets that one list.
+    """
+
+    def __init__(self, client, bag_kwargs: dict, uses: collections.Counter, side_inputs: set) -> None:
         self.client = client
         self.bag_kwargs = bag_kwargs
         self.uses = uses
+        self.side_inputs = side_inputs
         self.bags: dict[AppliedPTransform, t.Any] = collections.OrderedDict()
         self.ops: dict[AppliedPTransform, _tev.DaskBagOp] = {}
+        self.materialised: dict[tuple, list] = {}  # (producer, tag) -> values, computed once
 
-    def _bag_of(self, value: pvalue.PCollection):
+    def _raw_bag_of(self, value: pvalue.PCollection):
         producer = value.producer
         bag = self.bags[producer]
         if isinstance(self.ops.get(producer), _TaggedParDo):
             tag = value.tag
             bag = bag.filter(lambda kv, tag=tag: kv[0] == tag).map(lambda kv: kv[1])
         return bag
+
+    def values_of(self, value: pvalue.PCollection) -> list:
+        """A side-input PCollection's values, computed on the client the first time and never again."""
+        key = (value.producer, value.tag)
+        if key not in self.materialised:
+            self.materialised[key] = list(self.client.compute(self._raw_bag_of(value)).result())
+        return self.materialised[key]
+
+    def _bag_of(self, value: pvalue.PCollection):
+        if (value.producer, value.tag) in self.side_inputs:
+            from dask import bag as db
+
+            return db.from_sequence(self.values_of(value), npartitions=1)
+        return self._raw_bag_of(value)
 
     def visit_transform(self, node: AppliedPTransform) -> None:
         op = TRANSLATIONS.get(node.transform.__class__, _tev.NoOp)(node, bag_kwargs=self.bag_kwargs)
@@ -168,9 +198,9 @@ class _Builder(PipelineVisitor):
         if node.side_inputs:
             side_inputs = []
             for side in node.side_inputs:
-                values = self.client.compute(self._bag_of(side.pvalue)).result()
+                values = self.values_of(side.pvalue)
                 side_inputs.append(SideInputMap(type(side), side._view_options(),
-                                                _Materialised(list(values), side._window_mapping_fn)))
+                                                _Materialised(values, side._window_mapping_fn)))
         bag = op.apply(input_bag=input_bag, side_inputs=side_inputs)
         if bag is None and self.uses[node]:
             raise NotImplementedError(f"{node.full_label}: {type(node.transform).__name__} has no Dask translation")
@@ -202,7 +232,7 @@ class DaskRunner(_beam_dask.DaskRunner):
         pipeline.replace_all(_overrides.dask_overrides())
         counter = _UseCounter()
         pipeline.visit(counter)
-        builder = _Builder(client, bag_kwargs, counter.uses)
+        builder = _Builder(client, bag_kwargs, counter.uses, counter.side_inputs)
         pipeline.visit(builder)
         leaves = [bag for node, bag in builder.bags.items() if counter.uses[node] == 0 and bag is not None]
         futures = client.compute(leaves)

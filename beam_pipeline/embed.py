@@ -53,6 +53,9 @@ def add_input_arguments(parser: argparse.ArgumentParser, label_flag: bool = True
     g.add_argument("--id-column", default="id")
     g.add_argument("--vector-column", default="embedding",
                    help="input column of precomputed vectors (encoder none)")
+    g.add_argument("--dimension", type=int, default=None,
+                   help="length d of the vectors (encoder none), a public fact; default: the Parquet input's "
+                        "fixed-size-list schema or dpsynth.dimension metadata (never read from a row)")
     g.add_argument("--idx-labels", default=None,
                    help="IDX labels file (default: the images file's name with images->labels)")
     e = parser.add_argument_group("encoder")
@@ -84,8 +87,18 @@ class EmbeddingStage:
         self.encoder = encoder_from_args(args)
         columns = Columns(text=args.text_column, image=args.image_column, label=args.label_column,
                           id=args.id_column, embedding=args.vector_column)
+        dimension = getattr(args, "dimension", None)
+        if dimension is not None and self.encoder.modality != "vector":
+            raise UserError(f"--dimension is the length of precomputed vectors (--encoder none); "
+                            f"{self.encoder.name} declares its own output size ({self.encoder.output_dim})")
         self.read = ReadRecords(args.input, self.encoder.modality, args.input_format, columns,
-                                args.batch_size, args.idx_labels)
+                                args.batch_size, args.idx_labels,
+                                vector_dim=dimension if self.encoder.modality == "vector" else None)
+        if self.encoder.modality == "vector":
+            from dpsynth.encoders.vector import Precomputed
+
+            if isinstance(self.encoder, Precomputed):
+                self.encoder = Precomputed(self.read.vector_dim)  # the declared length, so embed records it
         self.schema = embedding_schema(self.read.label_type, self.read.has_ids, self.encoder,
                                        embedding_column=embedding_column, label_column=label_column)
         self.torch_threads = args.torch_threads or default_torch_threads()
@@ -179,7 +192,9 @@ def run(argv: list[str]) -> int:
     args, beam_args = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     logging.getLogger("dpsynth").setLevel(logging.INFO)  # our progress lines, not Beam's INFO chatter
-    options = PipelineOptions(beam_args)
+    from beam_pipeline.options import map_runner_names
+
+    options = PipelineOptions(map_runner_names(beam_args))
     check_output_free(args.output, args.overwrite)
     stage = EmbeddingStage(args)
     rejected_dir = StagedOutput(args.rejected_output, args.overwrite) if args.rejected_output else None
@@ -206,7 +221,8 @@ def run(argv: list[str]) -> int:
     n_rejected = totals.get("dpsynth.read/rejected", 0) + totals.get(
         "dpsynth.embed/rejected_non_finite_embedding", 0)
     elapsed = time.time() - start
-    print(f"embedded {n} records in {elapsed:.1f} s -> {args.output}")
+    # Exact counts of private records: private operator telemetry, like the file itself.
+    print(f"embedded {n} records in {elapsed:.1f} s -> {args.output} (counts: private operator telemetry)")
     print(f"rejected {n_rejected} records ({rejection_summary(totals)})"
           + (f" -> {args.rejected_output}" if args.rejected_output else
              "; pass --rejected-output DIR to list them"))

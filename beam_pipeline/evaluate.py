@@ -5,7 +5,8 @@
 Trains the fixed two-layer MLP (dpsynth.evaluation.mlp) on DIR/synthetic-*.parquet
 and reports its accuracy on the real test rows; with --train, also the same MLP
 on real rows (the non-private ceiling). Writes JSON and markdown (same name,
-.md). This is a local, single-process step: the inputs are a synthetic set and
+.md), both PRIVATE (exact row counts, accuracy on real rows), never inside DIR:
+by default DIR-evaluation.private.json beside DIR. This is a local, single-process step: the inputs are a synthetic set and
 a test set that fit in memory, so it needs no Beam pipeline.
 
 Test and train rows are bounded as the synthesis bounded its input (L2-normalised
@@ -32,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", required=True, help="directory written by `dpsynth synthesize`")
     p.add_argument("--test", required=True, help="Parquet file of real held-out rows")
     p.add_argument("--train", help="Parquet file of real train rows: also report the non-private MLP")
-    p.add_argument("--output", help="JSON result path (default DIR/evaluation.json; markdown beside it)")
+    p.add_argument("--output", help="PRIVATE JSON result path, outside DIR (default: DIR-evaluation.private.json "
+                                    "beside DIR; markdown beside it)")
     p.add_argument("--embedding-column", default="embedding")
     p.add_argument("--label-column", default="label")
     p.add_argument("--clip-mode", choices=("normalize", "clip", "none"),
@@ -115,6 +117,22 @@ def bound_rows(x: np.ndarray, clip_mode: str, radius: float) -> np.ndarray:
     return x
 
 
+def evaluation_path(directory: Path, output: str | None) -> Path:
+    """Where the PRIVATE evaluation goes: never inside the release directory DIR.
+
+    The evaluation holds exact facts of real rows (test and train counts, the
+    accuracy of a classifier trained on private rows); DIR is what users share.
+    """
+    path = Path(output) if output else directory.parent / f"{directory.resolve().name}-evaluation.private.json"
+    release = directory.resolve()
+    for candidate in (path, path.with_suffix(".md")):
+        resolved = candidate.resolve()
+        if resolved == release or release in resolved.parents:
+            raise UserError(f"--output {candidate} lies inside the release directory {directory}; the evaluation "
+                            "is PRIVATE (exact counts, accuracy on real rows): write it elsewhere")
+    return path
+
+
 def run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from dpsynth.evaluation.mlp import train_mlp
@@ -163,12 +181,12 @@ def run(argv: list[str]) -> int:
             raise UserError(f"train embeddings have {xr.shape[1]} dimensions, synthetic rows {xs.shape[1]}")
         real = train_mlp(bound_rows(xr, clip_mode, radius), yr, seed=args.seed)
         result.train_file, result.num_train, result.accuracy_real = str(args.train), len(xr), real.accuracy(xt, yt)
-    output = Path(args.output) if args.output else directory / "evaluation.json"
+    output = evaluation_path(directory, args.output)
     write_report(result, output)
     line = f"synthetic-trained MLP: {100 * result.accuracy_synthetic:.2f}% on {len(xt)} test rows"
     if result.accuracy_real is not None:
         line += f"; real-trained (non-private ceiling): {100 * result.accuracy_real:.2f}%"
-    print(f"{line}\nwrote {output} and {output.with_suffix('.md')}")
+    print(f"{line}\nwrote {output} and {output.with_suffix('.md')} (PRIVATE: exact facts of real rows)")
     return 0
 
 

@@ -22,10 +22,10 @@ from typing import Sequence
 import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipeline import options
+from beam_pipeline import diagnostics as private, options
 from beam_pipeline.embed import EmbeddingStage, add_input_arguments, write_rejections
 from beam_pipeline.outputs import StagedOutput, exists, join
-from beam_pipeline.synthesize import run_synthesis_job
+from beam_pipeline.synthesize import print_telemetry, run_synthesis_job
 from dpsynth.errors import UserError
 
 LOG = logging.getLogger("dpsynth.generate")
@@ -67,11 +67,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     stage = EmbeddingStage(args, embedding_column="embedding", label_column=args.label_column)
     integer_labels = stage.read.label_type == "int64"
     config = options.config_from_args(args, integer_labels)
-    if stage.read.num_rows is not None:
-        options.check_delta(config, stage.read.num_rows)
-    dimension = stage.encoder.output_dim or stage.read.vector_dim
+    # The same public rule as synthesize, for every input format: --min-rows or the absolute cap.
+    options.check_delta(config, args.min_rows)
+    dimension = stage.encoder.output_dim or stage.read.vector_dim  # both public: declared, never a row's
     if not dimension:
-        raise UserError("cannot tell the vector length of the input; is its first row empty?")
+        raise UserError("the embedding size is not a public fact of this input; pass --dimension d")
+    if args.diagnostics_output:
+        private.check_location(args.diagnostics_output, args.output, (args.input,), args.overwrite)
     records_rejected, embeddings_rejected = _rejected_dirs(args.rejected_output, args.overwrite)
     LOG.info("encoder %s (%d-d); reading %s as %s", stage.encoder.name, dimension, args.input, stage.read.format)
 
@@ -87,15 +89,16 @@ def run(argv: Sequence[str] | None = None) -> int:
             read_tables, config, args.output, pipeline_options, dimension=int(dimension),
             label_type=pa.int64() if integer_labels else pa.string(), embedding_column="embedding",
             label_column=args.label_column, input_schema=stage.schema, rejected_output=embeddings_rejected,
-            overwrite=args.overwrite)
+            overwrite=args.overwrite, diagnostics_output=args.diagnostics_output)
         if records_rejected is not None:
             records_rejected.publish()
     finally:
         if records_rejected is not None:
             records_rejected.abort()
     print(summary.describe())
+    print_telemetry(summary, args.diagnostics_output, embeddings_rejected)
     if records_rejected is not None:
-        print(f"dpsynth: {_count_rejections(records_rejected.final_dir)}; "
+        print(f"dpsynth: ({private.TELEMETRY}) {_count_rejections(records_rejected.final_dir)}; "
               f"rejected records (PRIVATE) are listed under {args.rejected_output}")
     else:
         print("dpsynth: records the reader or encoder rejected are counted in the job's metrics "

@@ -1,8 +1,12 @@
 """Driver-side checks of the Parquet input, before any work is launched.
 
-Missing files, unknown columns, unreadable footers and empty input are user
-errors: the job should stop on the driver with one line, not fail on a worker
-an hour later. Only footers and one small batch are read here.
+Missing files, unknown columns and unreadable footers are user errors: the
+job should stop on the driver with one line, not fail on a worker an hour
+later. Only footers are read here, and nothing a row holds decides anything:
+the dimension comes from the schema (or --dimension), and an input without
+rows is not refused (that refusal would itself reveal an exact fact of the
+rows); it gives a normal, all-noise release. A pattern that matches no file
+is still an error: that is a fact about paths, not rows.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from dpsynth.errors import UserError
-from dpsynth.validation import check_schema, infer_dimension
+from dpsynth.validation import check_schema, resolve_dimension
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +28,6 @@ class ParquetInput:
     schema: pa.Schema
     dimension: int
     label_type: pa.DataType
-    num_rows: int  # exact, from footers; used only for the delta >= 1/n guard
 
     @property
     def labels_are_integers(self) -> bool:
@@ -55,24 +58,13 @@ def inspect_parquet(pattern: str, embedding_column: str, label_column: str, extr
         raise UserError(f"--dimension must be a positive integer, got {dimension}")
     files = match_files(pattern)
     schema = None
-    num_rows = 0
-    first_nonempty = None
     for path in files:
-        footer = _footer(path)
+        footer = _footer(path)  # every footer: a corrupt file is an error on the driver, not on a worker
         if schema is None:
             schema = footer.schema_arrow
             check_schema(schema, embedding_column, label_column)
             for column in extra_columns:
                 if column not in schema.names:
                     raise UserError(f"input has no column {column!r}; its columns are: {', '.join(schema.names)}")
-        num_rows += footer.metadata.num_rows
-        if first_nonempty is None and footer.metadata.num_rows:
-            first_nonempty = footer
-    if num_rows == 0:
-        raise UserError(f"the input {pattern!r} holds no rows")
-    if dimension is None:
-        first_batch = next(first_nonempty.iter_batches(batch_size=1024, columns=[embedding_column]))
-        dimension = infer_dimension(pa.Table.from_batches([first_batch]), embedding_column)
-        if not dimension:
-            raise UserError(f"cannot tell the embedding dimension from {embedding_column!r}; pass --dimension")
-    return ParquetInput(pattern, tuple(files), schema, int(dimension), schema.field(label_column).type, num_rows)
+    dimension = resolve_dimension(schema, embedding_column, dimension)
+    return ParquetInput(pattern, tuple(files), schema, dimension, schema.field(label_column).type)

@@ -63,6 +63,15 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-large-delta", action="store_true",
                         help="accept delta >= 1/n (refused by default)")
     parser.add_argument("--rejected-output", help="write malformed rows (PRIVATE data) to this directory")
+    # --- release-dp: exact diagnostics and the public lower bound on n
+    parser.add_argument("--diagnostics-output",
+                        help="write exact counts (rows read, used, rejected by reason) to this PRIVATE JSON file, "
+                             "outside the release directory and the inputs; not DP (e.g. run.private.json)")
+    parser.add_argument("--min-rows", type=int,
+                        help="public lower bound on the number of input rows (privacy units with "
+                             "--privacy-unit-column); delta >= 1/min-rows is refused. Without it delta must be "
+                             f"below {ABSOLUTE_DELTA_CAP:g}")
+    # --- end release-dp
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
 
 
@@ -110,17 +119,68 @@ def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False
     return config
 
 
-def check_delta(config: SynthesisConfig, num_rows: int) -> None:
-    """Refuse delta >= 1/n: such a delta allows publishing one record in the clear."""
-    if num_rows and config.delta >= 1.0 / num_rows and not config.allow_large_delta:
-        raise UserError(f"--delta {config.delta:g} is at or above 1/n for n = {num_rows} input rows; "
-                        "choose a smaller delta or pass --allow-large-delta")
+# --- release-dp: the delta guard decides on public facts only
+ABSOLUTE_DELTA_CAP = 1e-4  # without --min-rows: as if n were at least 10^4
+
+
+def check_delta(config: SynthesisConfig, min_rows: Optional[int]) -> None:
+    """Refuse delta >= 1/n_min, n_min a public lower bound on n, before any work.
+
+    delta >= 1/n allows publishing one record in the clear. The exact n is a
+    private fact: refusing on it would make the refusal itself a release (an
+    empty or tiny input is told apart by whether anything comes out). So the
+    rule uses only what the user declares: --min-rows N (counted in privacy
+    units when a unit column is given), else the absolute cap 1e-4.
+    """
+    if min_rows is not None and min_rows < 1:
+        raise UserError(f"--min-rows must be a positive integer, got {min_rows}")
+    if config.allow_large_delta:
+        return
+    unit = "privacy units" if config.privacy_unit_column else "rows"
+    if min_rows is not None:
+        if config.delta >= 1.0 / min_rows:
+            raise UserError(f"--delta {config.delta:g} is at or above 1/n for the declared --min-rows {min_rows} "
+                            f"({unit}); choose a smaller delta or pass --allow-large-delta")
+    elif config.delta >= ABSOLUTE_DELTA_CAP:
+        raise UserError(f"--delta {config.delta:g} is at or above {ABSOLUTE_DELTA_CAP:g}; declare a public lower "
+                        f"bound on the number of {unit} with --min-rows N (delta must be below 1/N), choose a "
+                        "smaller delta, or pass --allow-large-delta")
+# --- end release-dp
+
+
+# --- release-dp: Beam's own Dask runner name means the corrected runner
+DASK_RUNNER = "beam_pipeline.dask_runner.DaskRunner"
+_BEAM_DASK_NAMES = ("daskrunner", "dask", "apache_beam.runners.dask.dask_runner.daskrunner")
+
+
+def map_runner_names(beam_args: Sequence[str]) -> list[str]:
+    """`--runner DaskRunner` (Beam's name) -> dpsynth's corrected Dask runner.
+
+    Beam's own DaskRunner silently skips sinks and redraws noise on
+    recomputation (beam_pipeline/dask_runner.py): a user who writes Beam's
+    name must get the runner that is correct for this pipeline.
+    """
+    args = list(beam_args)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] == "--runner" and i + 1 < len(args) and args[i + 1].lower() in _BEAM_DASK_NAMES:
+            out += ["--runner", DASK_RUNNER]
+            i += 2
+            continue
+        if args[i].startswith("--runner=") and args[i].split("=", 1)[1].lower() in _BEAM_DASK_NAMES:
+            out.append(f"--runner={DASK_RUNNER}")
+        else:
+            out.append(args[i])
+        i += 1
+    return out
+# --- end release-dp
 
 
 def split_runner(beam_args: Sequence[str]) -> tuple[bool, list[str]]:
     """(True, rest) when the user asked for the one-process local reference."""
     rest, local = [], False
-    args = list(beam_args)
+    args = map_runner_names(beam_args)
     i = 0
     while i < len(args):
         if args[i] == "--runner" and i + 1 < len(args) and args[i + 1].lower() == LOCAL_RUNNER:

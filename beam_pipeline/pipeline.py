@@ -41,7 +41,10 @@ def pass_names(config: SynthesisConfig) -> list[str]:
 
 
 def rejected_schema(input_schema: pa.Schema) -> pa.Schema:
-    return input_schema.append(pa.field(REJECT_REASON_COLUMN, pa.string()))
+    """The input's schema plus reject_reason; fixed-size lists become lists (a rejected row may be short)."""
+    fields = [pa.field(f.name, pa.list_(f.type.value_type), metadata=f.metadata)
+              if pa.types.is_fixed_size_list(f.type) else f for f in input_schema]
+    return pa.schema(fields).append(pa.field(REJECT_REASON_COLUMN, pa.string()))
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -24,14 +24,12 @@ from dpsynth.gmm import ReleasedMixture
 from dpsynth.local import synthesize_tables
 from dpsynth.params import SynthesisConfig
 from dpsynth.report import render_report
-from beam_pipeline import inputs, options
+from beam_pipeline import diagnostics as private, inputs, options
 from beam_pipeline.outputs import StagedOutput
 from beam_pipeline.pipeline import SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform, rejected_schema
 from transforms.sample import synthetic_table, write_json
 
 LOG = logging.getLogger("dpsynth")
-DIAGNOSTICS_FILE = "_diagnostics.json"
-
 
 @dataclasses.dataclass
 class JobSummary:
@@ -40,7 +38,7 @@ class JobSummary:
     ledger: PrivacyLedger
     mixture: ReleasedMixture
     rows_per_class: list[int]
-    diagnostics: dict[str, int]
+    diagnostics: dict[str, int]  # exact, PRIVATE: for the console's labelled telemetry and --diagnostics-output
 
     def describe(self) -> str:
         spent = self.ledger.to_json()["spent"]["epsilon"]
@@ -58,10 +56,15 @@ def _read_json(path: str, default=None):
 
 
 def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: PrivacyLedger,
-              config: SynthesisConfig) -> JobSummary:
-    """Write privacy.json and report.md beside the pipeline's files, then publish atomically."""
+              config: SynthesisConfig, scratch: private.PrivateScratch,
+              diagnostics_output: Optional[str]) -> JobSummary:
+    """Write privacy.json and report.md beside the pipeline's files, then publish atomically.
+
+    The exact counts come from the private scratch file, never from the
+    release's staging directory; they go to --diagnostics-output only.
+    """
     mixture = ReleasedMixture.from_json(_read_json(staging.path("gmm.json")))
-    diagnostics = _read_json(staging.path(DIAGNOSTICS_FILE), {}) or {}
+    diagnostics = scratch.read()
     rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
     write_json(ledger.to_json(), staging.path("privacy.json"))
     synthetic = sorted(m.path for m in FileSystems.match([staging.path(SYNTHETIC_PREFIX + "-*.parquet")])[0]
@@ -72,15 +75,16 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
              "released mixture": FileSystems.join(final, "gmm.json"),
              "privacy ledger": FileSystems.join(final, "privacy.json"),
              "this report": FileSystems.join(final, "report.md")}
-    report = render_report(mixture, ledger, rows_per_class, files, diagnostics,
-                           rejected.final_dir if rejected else None)
+    report = render_report(mixture, ledger, rows_per_class, files, unit_level=bool(config.privacy_unit_column),
+                           diagnostics_output=diagnostics_output,
+                           rejected_output=rejected.final_dir if rejected else None)
     with FileSystems.create(staging.path("report.md")) as handle:
         handle.write(report.encode())
-    if FileSystems.exists(staging.path(DIAGNOSTICS_FILE)):
-        FileSystems.delete([staging.path(DIAGNOSTICS_FILE)])  # exact counts: the report holds them, marked
     if rejected is not None:
         rejected.publish()
     staging.publish()
+    if diagnostics_output:
+        private.write_private(diagnostics, diagnostics_output)
     return JobSummary(final, files, ledger, mixture, rows_per_class, diagnostics)
 
 
@@ -89,8 +93,8 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
                       label_type: pa.DataType, embedding_column: str = "embedding", label_column: str = "label",
                       input_schema: Optional[pa.Schema] = None, rejected_output: Optional[str] = None,
                       overwrite: bool = False,
-                      reread_input: Optional[Callable[[beam.Pipeline, str], beam.PCollection]] = None
-                      ) -> JobSummary:
+                      reread_input: Optional[Callable[[beam.Pipeline, str], beam.PCollection]] = None,
+                      diagnostics_output: Optional[str] = None) -> JobSummary:
     """Build, run and publish the DP synthesis pipeline.
 
     read_tables(pipeline) must return a PCollection of pyarrow Tables with the
@@ -100,13 +104,18 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
     read. Raises UserError (e.g. a budget that cannot be met) before any work.
     reread_input(pipeline, pass_name), when given, reads the same input again
     for each pass (see build_synthesis): bounded worker memory for big inputs.
+    Exact counts go to a private scratch file outside the release (and to
+    diagnostics_output, PRIVATE, when given), never into the release.
     """
     plan = plan_releases(config, dimension, discover_labels=config.labels is None)
+    if diagnostics_output:
+        private.check_location(diagnostics_output, output_dir, (), overwrite)
     staging = StagedOutput(output_dir, overwrite)
     rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+    scratch = private.PrivateScratch(diagnostics_output, output_dir)
     try:
         paths = JobPaths(synthetic_prefix=staging.path(SYNTHETIC_PREFIX), gmm_json=staging.path("gmm.json"),
-                         diagnostics_json=staging.path(DIAGNOSTICS_FILE),
+                         diagnostics_json=scratch.path,
                          rejected_prefix=rejected.path("rejected") if rejected else None)
         if input_schema is None:
             input_schema = pa.schema([(embedding_column, pa.list_(pa.float32())), (label_column, label_type)])
@@ -117,8 +126,9 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
                         reread_input=None if reread_input is None else (lambda name: reread_input(pipeline, name)))
         result = pipeline.run()
         result.wait_until_finish()
-        return _finalize(staging, rejected, plan.ledger, config)
+        return _finalize(staging, rejected, plan.ledger, config, scratch, diagnostics_output)
     finally:
+        scratch.close()
         staging.abort()
         if rejected is not None:
             rejected.abort()
@@ -126,7 +136,7 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
 
 def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, output_dir: str, *,
                   embedding_column: str, label_column: str, rejected_output: Optional[str] = None,
-                  overwrite: bool = False) -> JobSummary:
+                  overwrite: bool = False, diagnostics_output: Optional[str] = None) -> JobSummary:
     """The same job in one process with plain numpy (`--runner local`): the reference."""
     columns = [embedding_column, label_column]
     if config.privacy_unit_column:  # user-level privacy: the reference bounds units itself
@@ -138,6 +148,7 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
     result = synthesize_tables(tables, config, embedding_column, label_column, input_info.dimension)
     staging = StagedOutput(output_dir, overwrite)
     rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+    scratch = private.PrivateScratch(diagnostics_output, output_dir)
     try:
         write_json(result.mixture.to_json(), staging.path("gmm.json"))
         label_type = input_info.label_type
@@ -151,13 +162,14 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
         diagnostics.update(rows_read=rows_read, rows_clipped=result.clipped_rows, **result.unit_counts,
                            rows_valid=rows_read - sum(n for reason, n in result.reject_counts.items()
                                                       if reason != "missing_privacy_unit"))
-        write_json(diagnostics, staging.path(DIAGNOSTICS_FILE))
+        write_json(diagnostics, scratch.path)
         if rejected is not None:
             # Re-validation gives the rejected rows themselves (the reference keeps only counts).
             _write_local_rejected(used, result, config, input_info, embedding_column, label_column,
                                   rejected.path("rejected-00000-of-00001.parquet"))
-        return _finalize(staging, rejected, result.ledger, config)
+        return _finalize(staging, rejected, result.ledger, config, scratch, diagnostics_output)
     finally:
+        scratch.close()
         staging.abort()
         if rejected is not None:
             rejected.abort()
@@ -180,18 +192,22 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser = options.make_parser("dpsynth synthesize", __doc__.splitlines()[0])
     parser.add_argument("--input", required=True, help="Parquet file, glob or gs:// path")
     parser.add_argument("--embedding-column", default="embedding", help="embedding column (list of floats)")
-    parser.add_argument("--dimension", type=int, help="embedding size (default: from the schema or first row)")
+    parser.add_argument("--dimension", type=int,
+                        help="embedding size d, a public fact (default: the fixed-size-list schema or the "
+                             "dpsynth.dimension metadata `dpsynth embed` writes; never read from a row)")
     options.add_synthesis_arguments(parser)
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     local, beam_args = options.split_runner(options.forward_job_labels(args, beam_args))
     extra = (args.privacy_unit_column,) if args.privacy_unit_column else ()
     info = inputs.inspect_parquet(args.input, args.embedding_column, args.label_column, extra, args.dimension)
     config = options.config_from_args(args, info.labels_are_integers)
-    options.check_delta(config, info.num_rows)
+    options.check_delta(config, args.min_rows)
+    if args.diagnostics_output:
+        private.check_location(args.diagnostics_output, args.output, (args.input, *info.files), args.overwrite)
     if local:
         summary = run_local_job(info, config, args.output, embedding_column=args.embedding_column,
                                 label_column=args.label_column, rejected_output=args.rejected_output,
-                                overwrite=args.overwrite)
+                                overwrite=args.overwrite, diagnostics_output=args.diagnostics_output)
     else:
         columns = [args.embedding_column, args.label_column, *extra]
         schema = pa.schema([info.schema.field(c) for c in columns])
@@ -204,15 +220,18 @@ def run(argv: Sequence[str] | None = None) -> int:
             config, args.output, PipelineOptions(beam_args), dimension=info.dimension,
             label_type=info.label_type, embedding_column=args.embedding_column, label_column=args.label_column,
             input_schema=schema, rejected_output=args.rejected_output, overwrite=args.overwrite,
-            reread_input=read)
+            reread_input=read, diagnostics_output=args.diagnostics_output)
     print(summary.describe())
-    rejected = sum(n for name, n in summary.diagnostics.items() if name.startswith("rejected_"))
-    if rejected:
-        # Never a silent drop: the data owner hears about malformed rows on the console too.
-        where = f"; the rows are in {args.rejected_output}" if args.rejected_output else ""
-        print(f"dpsynth: warning: {rejected} input rows were rejected as malformed (counts by reason in "
-              f"report.md{where})", file=sys.stderr)
+    print_telemetry(summary, args.diagnostics_output, args.rejected_output)
     return 0
+
+
+def print_telemetry(summary: JobSummary, diagnostics_output: Optional[str], rejected_output: Optional[str]) -> None:
+    """Exact facts on stderr, labelled as private operator telemetry (never a silent drop)."""
+    for line in (private.empty_warning(summary.diagnostics),
+                 private.rejected_warning(summary.diagnostics, diagnostics_output, rejected_output)):
+        if line:
+            print(line, file=sys.stderr)
 
 
 if __name__ == "__main__":

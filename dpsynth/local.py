@@ -19,7 +19,7 @@ from dpsynth.calibration import ReleasePlan, plan_releases
 from dpsynth.errors import UserError
 from dpsynth.noise import noise_source
 from dpsynth.params import SynthesisConfig
-from dpsynth.validation import InputSpec, ValidBatch, check_schema, infer_dimension, validate_table
+from dpsynth.validation import InputSpec, ValidBatch, check_schema, resolve_dimension, validate_table
 
 
 @dataclasses.dataclass
@@ -40,32 +40,39 @@ class LocalResult:
 
 def synthesize_arrays(embeddings: np.ndarray, labels: Sequence[Any] | np.ndarray,
                       config: SynthesisConfig) -> LocalResult:
-    """DP synthetic embeddings from in-memory arrays (the library entry point)."""
+    """DP synthetic embeddings from in-memory arrays (the library entry point).
+
+    d is embeddings.shape[1]: the caller's array shape is a public fact the
+    caller supplies (as --dimension is on the command line), not read from a
+    row. An empty array (shape (0, d)) gives a normal all-noise release.
+    """
     embeddings = np.asarray(embeddings)
     if embeddings.ndim != 2:
         raise UserError(f"embeddings must be a 2-d array, got shape {embeddings.shape}")
     label_array = pa.array(np.asarray(labels).tolist())
     table = pa.table({"embedding": pa.FixedSizeListArray.from_arrays(
         pa.array(embeddings.astype(np.float64).ravel()), embeddings.shape[1]), "label": label_array})
-    return synthesize_tables([table], config)
+    return synthesize_tables([table], config, dimension=int(embeddings.shape[1]))
 
 
 def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embedding_column: str = "embedding",
                       label_column: str = "label", dimension: Optional[int] = None) -> LocalResult:
+    """The reference on pyarrow Tables. d: `dimension`, else the first table's declared schema size.
+
+    No decision depends on a row: an empty input gives a normal all-noise
+    release (its exact emptiness is only in the private diagnostics).
+    """
     tables = [t for t in tables]
-    if not tables or sum(t.num_rows for t in tables) == 0:
-        raise UserError("the input holds no rows")
+    if not tables:
+        raise UserError("no input tables given (not even an empty one: the schema is unknown)")
     check_schema(tables[0].schema, embedding_column, label_column)
+    dimension = resolve_dimension(tables[0].schema, embedding_column, dimension)
     unit_counts: dict[str, int] = {}
     unit_rejected = None
     if config.privacy_unit_column:
         # User-level privacy: one random record per unit, before any aggregation.
         tables, unit_rejected, unit_counts = privacy_units.bound_units(tables, config.privacy_unit_column,
                                                                        config.noise_seed)
-    if dimension is None:
-        dimension = next((d for d in (infer_dimension(t, embedding_column) for t in tables) if d), None)
-    if not dimension:
-        raise UserError(f"column {embedding_column!r} holds no embedding to take the dimension from")
     source = noise_source(config.noise_seed, config.disable_noise)
     plan = plan_releases(config, dimension, discover_labels=config.labels is None)
     labels = config.labels

@@ -5,11 +5,12 @@ from typing import Optional
 
 from dpsynth.accounting import PrivacyLedger
 from dpsynth.gmm import ReleasedMixture
-from dpsynth.validation import REJECT_REASONS
 
 
 def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_class: list[int],
-                  files: dict[str, str], diagnostics: dict[str, int], rejected_output: Optional[str]) -> str:
+                  files: dict[str, str], *, unit_level: bool, diagnostics_output: Optional[str] = None,
+                  rejected_output: Optional[str] = None) -> str:
+    """report.md: public facts and DP releases only (it is shared with the release)."""
     lines = ["# dpsynth run report", ""]
     if not mixture.private:
         lines += ["> **NOT PRIVATE.** This output was made with a test-only switch (fixed noise seed or",
@@ -17,7 +18,7 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
     spent = "not private" if ledger.spent_epsilon == float("inf") else f"{ledger.spent_epsilon:.4f}"
     lines += ["## Privacy", "",
               f"- target: epsilon = {ledger.target_epsilon:g}, delta = {ledger.target_delta:g} "
-              + ("(add/remove one privacy unit: each unit kept one record)" if "unit_rows_read" in diagnostics
+              + ("(add/remove one privacy unit: each unit kept one record)" if unit_level
                  else "(add/remove one record)"),
               f"- spent (PLD accounting over {len(ledger.mechanisms)} mechanisms): epsilon = {spent}",
               "- every released number below is a post-processing of noisy aggregates; "
@@ -42,25 +43,15 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
         lines.append(f"| {cls.label} | {cls.noisy_count:.0f} | {cls.num_components} | {rows} |{shrinkage} {note} |")
     lines += ["", f"Synthetic rows in all: {sum(rows_per_class)}", "", "## Files", ""]
     lines += [f"- {name}: `{path}`" for name, path in files.items()]
-    lines += ["", "## Data-owner diagnostics (exact counts, NOT differentially private)", "",
-              "These counts describe the private input itself. They are for the data owner and",
-              "must be removed before this report is shared.", "",
-              f"- rows read: {diagnostics.get('rows_read', 0)}",
-              f"- rows used: {diagnostics.get('rows_valid', 0)}",
-              f"- rows whose norm exceeded the radius (scaled down): {diagnostics.get('rows_clipped', 0)}"]
-    if "unit_rows_read" in diagnostics:
-        # User-level privacy: rows read from the input, then one per privacy unit.
-        dropped = diagnostics.get("unit_extra_rows_dropped", diagnostics["unit_rows_read"]
-                                  - diagnostics.get("unit_rows_kept", 0)
-                                  - diagnostics.get("rejected_missing_privacy_unit", 0))
-        lines += [f"- rows in the input before privacy-unit bounding: {diagnostics['unit_rows_read']}",
-                  f"- extra rows of a privacy unit, not used (one row per unit is kept): {dropped}"]
-    lines += ["",
-              "| rejected for | rows |", "|---|---|"]
-    for reason in REJECT_REASONS:
-        lines.append(f"| {reason} | {diagnostics.get('rejected_' + reason, 0)} |")
+    lines += ["", "## What this directory does not hold", "",
+              "Every number in this directory is a differentially private release or a post-processing",
+              "of one. Exact facts of the private input (how many rows were read, used, clipped or",
+              "rejected) are not DP and are never written here"
+              + (": the data owner asked for them in a separate PRIVATE file (--diagnostics-output)."
+                 if diagnostics_output else "; pass --diagnostics-output PATH to get them in a PRIVATE file.")]
     if rejected_output:
-        lines += ["", f"Rejected rows (private data) were written to `{rejected_output}`."]
+        lines += ["", "Malformed rows (private data) were written to a separate PRIVATE directory "
+                      "(--rejected-output)."]
     return "\n".join(lines) + "\n"
 
 

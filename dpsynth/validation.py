@@ -153,18 +153,40 @@ def _comparable(label_type: pa.DataType, spec: InputSpec) -> bool:
         pa.types.is_string(value_type)
 
 
-def infer_dimension(table: pa.Table, embedding_column: str) -> Optional[int]:
-    """The encoder's output size, from the schema or the first non-null row.
+DIMENSION_METADATA = b"dpsynth.dimension"  # written by `dpsynth embed`: the encoder's declared output size
 
-    The dimension is a property of the public encoder, not of any person's
-    data; pass --dimension to pin it instead.
+
+def declared_dimension(schema: pa.Schema, embedding_column: str) -> Optional[int]:
+    """d from public facts of the schema: a fixed-size list, or dpsynth's own metadata; else None.
+
+    Never from a row: a variable-length first row is a private record, and a
+    short one would make every other row "wrong dimension" (an
+    infinite-epsilon distinguisher).
     """
-    column_type = table.schema.field(embedding_column).type
-    if pa.types.is_fixed_size_list(column_type):
-        return column_type.list_size
-    column = table.column(embedding_column)
-    for chunk in column.chunks:
-        valid = chunk.drop_null()
-        if len(valid):
-            return int(pc.list_value_length(valid)[0].as_py())
+    field = schema.field(embedding_column)
+    if pa.types.is_fixed_size_list(field.type):
+        return field.type.list_size
+    for metadata in (field.metadata, schema.metadata):
+        value = (metadata or {}).get(DIMENSION_METADATA)
+        if value is not None:
+            try:
+                d = int(value)
+            except ValueError:
+                return None
+            return d if d > 0 else None
     return None
+
+
+def resolve_dimension(schema: pa.Schema, embedding_column: str, given: Optional[int]) -> int:
+    """The one dimension of a run: --dimension, checked against the schema's declared size, or that size."""
+    if given is not None and given < 1:
+        raise UserError(f"--dimension must be a positive integer, got {given}")
+    declared = declared_dimension(schema, embedding_column)
+    if given is not None and declared is not None and given != declared:
+        raise UserError(f"--dimension {given} differs from the {declared} that the schema of "
+                        f"{embedding_column!r} declares")
+    dimension = given or declared
+    if not dimension:
+        raise UserError(f"the embedding size is not a public fact of this input ({embedding_column!r} is a "
+                        "variable-length list without dpsynth.dimension metadata); pass --dimension d")
+    return int(dimension)

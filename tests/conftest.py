@@ -26,15 +26,21 @@ def make_mixture_data(num_classes: int = 4, dimension: int = 8, rows: int = 2000
 
 
 def two_class_table(rows: int, seed: int, separation: float, dimension: int) -> pa.Table:
-    """Labels 0/1 at random; class c is N(separation * e_c, I). float64 list embeddings."""
+    """Labels 0/1 at random; class c is N(separation * e_c, I). float64 fixed-size-list embeddings.
+
+    The fixed-size list declares d in the schema: the public fact dpsynth takes d from.
+    """
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, rows)
     X = rng.normal(size=(rows, dimension)) + separation * np.eye(dimension)[labels]
-    return pa.table({"embedding": pa.array(X.tolist(), pa.list_(pa.float64())), "label": pa.array(labels)})
+    return pa.table({"embedding": pa.array(X.tolist(), pa.list_(pa.float64(), dimension)),
+                     "label": pa.array(labels)})
 
 
 def embedding_table(X: np.ndarray, labels) -> pa.Table:
-    return pa.table({"embedding": pa.array(list(np.asarray(X, dtype=np.float32)), pa.list_(pa.float32())),
+    """Rows as a fixed-size list<float32> (d declared by the schema) and a label column."""
+    X = np.asarray(X, dtype=np.float32)
+    return pa.table({"embedding": pa.array(list(X), pa.list_(pa.float32(), X.shape[1])),
                      "label": pa.array(list(labels))})
 
 

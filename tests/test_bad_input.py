@@ -54,7 +54,14 @@ def files(tmp_path_factory) -> dict[str, str]:
     write("bool_labels", good.set_column(1, "label", good.column("label").cast(pa.bool_())))
     write("all_null_embeddings", pa.table({"embedding": pa.nulls(10, pa.list_(pa.float64())), "label": [0] * 10}))
     wide = np.random.default_rng(0).standard_normal((40, 1100)).astype(np.float32)
-    write("wide", pa.table({"embedding": pa.array(list(wide), pa.list_(pa.float32())), "label": [0, 1] * 20}))
+    write("wide", pa.table({"embedding": pa.array(list(wide), pa.list_(pa.float32(), 1100)), "label": [0, 1] * 20}))
+    # a variable-length list whose first row is short: d must not be read from it
+    ragged = good.to_pylist()
+    ragged[0]["embedding"] = ragged[0]["embedding"][:2]
+    write("ragged_first_short", pa.Table.from_pylist(ragged, schema=pa.schema(
+        [("embedding", pa.list_(pa.float64())), ("label", pa.int64())])))
+    units = good.append_column("person", pa.array(np.arange(good.num_rows) % 100))
+    write("units", units)
     return paths
 
 
@@ -77,10 +84,23 @@ USER_ERRORS = {
     "delta one": ("good", ["--epsilon", "1", "--delta", "1"], "--delta must lie strictly between 0 and 1"),
     "delta above one": ("good", ["--epsilon", "1", "--delta", "1.5"], "--delta must lie strictly between"),
     "delta nan": ("good", ["--epsilon", "1", "--delta", "nan"], "--delta must lie strictly between"),
-    "delta at 1/n": ("good", ["--epsilon", "1", "--delta", "0.0025"], "at or above 1/n for n = 400"),
-    "delta above 1/n": ("good", ["--epsilon", "1", "--delta", "0.01"], "pass --allow-large-delta"),
+    # The delta guard uses public facts only: the declared --min-rows, else an absolute cap.
+    "delta at 1/min-rows": ("good", ["--epsilon", "1", "--delta", "0.0025", "--min-rows", "400"],
+                            "at or above 1/n for the declared --min-rows 400"),
+    "delta above 1/min-rows": ("good", ["--epsilon", "1", "--delta", "0.01", "--min-rows", "400"],
+                               "pass --allow-large-delta"),
+    "delta above the cap without --min-rows": ("good", ["--epsilon", "1", "--delta", "0.0025"],
+                                               "declare a public lower bound on the number of rows with --min-rows"),
+    "delta guard in privacy units": ("units", ["--epsilon", "1", "--delta", "0.05", "--min-rows", "50",
+                                               "--privacy-unit-column", "person"], "(privacy units)"),
+    "min-rows zero": ("good", BASE + ["--min-rows", "0"], "--min-rows must be a positive integer"),
+    "diagnostics inside the release": ("good", BASE + ["--diagnostics-output", "{out}/d.json"],
+                                       "lies inside the release directory"),
+    "diagnostics onto the input": ("good", BASE + ["--diagnostics-output", "{input}"], "is or lies inside the input"),
+    "variable-length list without a declared size": ("ragged_first_short", BASE, "pass --dimension d"),
+    "dimension differs from the schema's": ("good", BASE + ["--dimension", "5"],
+                                            "--dimension 5 differs from the 4"),
     "missing epsilon": ("good", ["--delta", "1e-6"], "--epsilon"),
-    "empty input": ("empty", BASE, "holds no rows"),
     "truncated parquet": ("truncated", BASE, "cannot read Parquet file"),
     "not parquet": ("garbage", BASE, "cannot read Parquet file"),
     "truncated file in a glob": ("glob_with_truncated", BASE, "b.parquet"),
@@ -112,6 +132,7 @@ USER_ERRORS = {
 def test_user_errors_are_one_line_and_exit_code_2(case, files, tmp_path, capsys):
     name, args, words = USER_ERRORS[case]
     path = files.get(name, str(tmp_path / f"{name}.parquet"))
+    args = [a.format(out=tmp_path / "out", input=path) for a in args]
     code, _, err = _run(["--input", path, *args], tmp_path, capsys)
     assert code == 2, err
     lines = err.strip().splitlines()
@@ -184,18 +205,25 @@ def test_malformed_rows_are_counted_dead_letters(runner, tmp_path, capsys):
     table, expected = _messy()
     path = tmp_path / "messy.parquet"
     pq.write_table(table, path, row_group_size=64)  # several batches
+    private = tmp_path / "run.private.json"
     code, out, err = _run(["--input", str(path), "--epsilon", "2", "--delta", "1e-6", "--labels", "0,1,2",
-                           "--rejected-output", str(tmp_path / "rejected")], tmp_path, capsys, runner)
+                           "--dimension", "4", "--rejected-output", str(tmp_path / "rejected"),
+                           "--diagnostics-output", str(private)], tmp_path, capsys, runner)
     assert code == 0, err
     assert "Traceback" not in err
     rejected_total = sum(expected.values())
-    assert f"dpsynth: warning: {rejected_total} input rows were rejected as malformed" in err
-    report = (tmp_path / "out" / "report.md").read_text()
+    assert (f"dpsynth: warning (private operator telemetry, exact, not DP): {rejected_total} input rows were "
+            "rejected as malformed") in err
+    diagnostics = json.loads(private.read_text())
+    assert diagnostics["privacy"].startswith("PRIVATE")
+    counts = diagnostics["counts"]
     for reason, count in expected.items():
-        assert f"| {reason} | {count} |" in report, reason
-    assert f"- rows read: {table.num_rows}" in report
+        assert counts[f"rejected_{reason}"] == count, reason
+    assert counts["rows_read"] == table.num_rows
     # huge-norm rows and duplicates are used; nothing else is lost
-    assert f"- rows used: {table.num_rows - rejected_total}" in report
+    assert counts["rows_valid"] == table.num_rows - rejected_total
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "rows read" not in report and "rejected for" not in report
     rejected = pq.read_table(str(tmp_path / "rejected"))
     reasons = rejected.column("reject_reason").to_pylist()
     assert {r: reasons.count(r) for r in set(reasons)} == expected
@@ -217,10 +245,97 @@ def test_a_file_with_non_numeric_values_in_a_glob_is_dead_lettered(runner, tmp_p
     pq.write_table(pa.table({"embedding": pa.array([["x", "y", "z", "w"]] * 7), "label": pa.array([0] * 7)}),
                    tmp_path / "in" / "b.parquet")
     code, _, err = _run(["--input", str(tmp_path / "in" / "*.parquet"), *BASE, "--rejected-output",
-                         str(tmp_path / "rejected")], tmp_path, capsys, runner)
+                         str(tmp_path / "rejected"), "--diagnostics-output", str(tmp_path / "d.json")],
+                        tmp_path, capsys, runner)
     assert code == 0, err
-    report = (tmp_path / "out" / "report.md").read_text()
-    assert "| non_numeric | 7 |" in report and "- rows read: 307" in report
+    counts = json.loads((tmp_path / "d.json").read_text())["counts"]
+    assert counts["rejected_non_numeric"] == 7 and counts["rows_read"] == 307
     rejected = pq.read_table(str(tmp_path / "rejected"))
     assert rejected.column("reject_reason").to_pylist() == ["non_numeric"] * 7
 
+
+
+# --- release-dp: the release directory holds DP values only (issue 13, points 1-3)
+
+def _release_text(directory: Path) -> str:
+    """Every byte of every file of a release, as text where it decodes (JSON, markdown, Parquet metadata)."""
+    return "\n".join(p.read_bytes().decode("latin-1") for p in sorted(directory.rglob("*")) if p.is_file())
+
+
+@pytest.mark.parametrize("runner", ["local", "FnApiRunner"])
+def test_the_release_directory_holds_no_exact_count(runner, tmp_path, capsys):
+    # 487 rows, 13 of them rejected: neither number, nor 474 used, may appear anywhere in the release,
+    # in the staging debris, or in report.md; they appear only in the PRIVATE diagnostics file.
+    table = _good(474, seed=7).to_pylist() + [{"embedding": [math.nan] * DIM, "label": 0}] * 13
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(table, schema=pa.schema([("embedding", pa.list_(pa.float64(), DIM)),
+                                                                   ("label", pa.int64())])), path)
+    code, _, err = _run(["--input", str(path), *BASE, "--num-samples", "200",
+                         "--diagnostics-output", str(tmp_path / "d.private.json")], tmp_path, capsys, runner)
+    assert code == 0, err
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert not [f for f in files if "diagnostics" in f]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "exact" in report.lower() and "--diagnostics-output" in report
+    for number in ("487", "474", "13 "):
+        assert number not in report, number
+    release = _release_text(tmp_path / "out")
+    assert "rows_read" not in release and "rejected_" not in release and "rows_valid" not in release
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.private.json", "in.parquet", "out"]  # no debris
+    counts = json.loads((tmp_path / "d.private.json").read_text())["counts"]
+    assert counts["rows_read"] == 487 and counts["rejected_non_finite"] == 13
+    assert "private operator telemetry" in err
+
+
+def test_without_diagnostics_output_exact_counts_are_written_nowhere(files, tmp_path, capsys):
+    before = set(os.listdir(tmp_path))
+    code, _, err = _run(["--input", files["good"], *BASE], tmp_path, capsys)
+    assert code == 0, err
+    assert set(os.listdir(tmp_path)) - before == {"out"}
+    assert "rows_read" not in _release_text(tmp_path / "out")
+
+
+def test_an_existing_diagnostics_file_is_not_replaced(files, tmp_path, capsys):
+    target = tmp_path / "d.json"
+    target.write_text("mine")
+    code, _, err = _run(["--input", files["good"], *BASE, "--diagnostics-output", str(target)], tmp_path, capsys)
+    assert code == 2 and "already exists; pass --overwrite" in err and target.read_text() == "mine"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("runner", ["local", "FnApiRunner"])
+def test_an_empty_input_gives_a_noise_only_release_and_a_private_warning(runner, files, tmp_path, capsys):
+    code, out, err = _run(["--input", files["empty"], *BASE, "--num-samples", "50"], tmp_path, capsys, runner)
+    assert code == 0, err
+    assert "private operator telemetry" in err and "no input row was usable" in err
+    gmm = json.loads((tmp_path / "out" / "gmm.json").read_text())
+    assert [c["label"] for c in gmm["classes"]] == [0, 1]
+    assert (tmp_path / "out" / "privacy.json").exists() and (tmp_path / "out" / "report.md").exists()
+
+
+@pytest.mark.parametrize("runner", ["local", "FnApiRunner"])
+def test_a_short_first_row_does_not_change_the_dimension(runner, files, tmp_path, capsys):
+    # With d declared (--dimension), the short first row is one counted rejection and every other row is used.
+    private = tmp_path / "d.json"
+    code, _, err = _run(["--input", files["ragged_first_short"], *BASE, "--dimension", "4",
+                         "--diagnostics-output", str(private)], tmp_path, capsys, runner)
+    assert code == 0, err
+    counts = json.loads(private.read_text())["counts"]
+    assert counts["rejected_wrong_dimension"] == 1 and counts["rows_valid"] == 399
+    assert json.loads((tmp_path / "out" / "gmm.json").read_text())["dimension"] == 4
+
+
+def test_the_dimension_is_read_from_dpsynth_metadata(tmp_path, capsys):
+    table = _good(300)
+    field = pa.field("embedding", pa.list_(pa.float64()), metadata={"dpsynth.dimension": "4"})
+    table = pa.table({"embedding": table.column("embedding").cast(pa.list_(pa.float64())),
+                      "label": table.column("label")}, schema=pa.schema([field, ("label", pa.int64())]))
+    pq.write_table(table, tmp_path / "meta.parquet")
+    code, _, err = _run(["--input", str(tmp_path / "meta.parquet"), *BASE], tmp_path, capsys)
+    assert code == 0, err
+
+
+def test_delta_below_1_over_min_rows_runs(files, tmp_path, capsys):
+    code, _, err = _run(["--input", files["good"], "--epsilon", "1", "--delta", "0.001", "--labels", "0,1",
+                         "--min-rows", "400"], tmp_path, capsys)
+    assert code == 0, err

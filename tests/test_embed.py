@@ -102,8 +102,12 @@ def test_embed_precomputed_vectors_pass_through(tmp_path, capsys):
     vectors = [[1.0, 0.0, 2.0], [0.5, 0.5, 0.5], [float("nan"), 1.0, 1.0], [3.0, 2.0, 1.0], [1.0, 2.0]]
     pq.write_table(pa.table({"id": ["a", "b", "c", "d", "e"], "label": [1, 2, 1, None, 2], "vec": vectors}), src)
     out = tmp_path / "out.parquet"
+    # the vectors' length is a public fact the user declares; a variable-length column does not declare it
     assert run_guarded(run, ["--input", str(src), "--encoder", "none", "--vector-column", "vec",
-                             "--output", str(out)] + BEAM) == 0
+                             "--output", str(out)] + BEAM) == 2
+    assert "pass --dimension d" in capsys.readouterr().err
+    assert run_guarded(run, ["--input", str(src), "--encoder", "none", "--vector-column", "vec",
+                             "--dimension", "3", "--output", str(out)] + BEAM) == 0
     printed = capsys.readouterr().out
     assert "rejected 3 records" in printed and "bad vector: 2" in printed and "missing label: 1" in printed
     table = pq.read_table(out).sort_by("id")
@@ -111,3 +115,5 @@ def test_embed_precomputed_vectors_pass_through(tmp_path, capsys):
     assert table.column("label").to_pylist() == [1, 2]
     assert table.schema.field("label").type == pa.int64()
     np.testing.assert_array_equal(np.array(table.column("embedding").to_pylist()), np.array(vectors[:2]))
+    # embed records d, so that synthesize then needs no flag
+    assert table.schema.field("embedding").metadata[b"dpsynth.dimension"] == b"3"

@@ -89,3 +89,22 @@ def test_user_errors(files, capsys):
     assert main(["evaluate", "--synthetic", str(files / "nope"), "--test", "x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dpsynth: error:")
+
+
+def test_the_evaluation_stays_outside_the_release_and_is_marked_private(tmp_path):
+    # The evaluation holds exact facts of real rows: never written into the release directory.
+    from beam_pipeline.evaluate import evaluation_path
+    from dpsynth.errors import UserError
+
+    release = tmp_path / "release"
+    release.mkdir()
+    assert evaluation_path(release, None) == tmp_path / "release-evaluation.private.json"
+    with pytest.raises(UserError, match="lies inside the release directory"):
+        evaluation_path(release, str(release / "evaluation.json"))
+    with pytest.raises(UserError, match="lies inside the release directory"):
+        evaluation_path(release, str(release / "sub" / "e.json"))
+    assert evaluation_path(release, str(tmp_path / "e.json")) == tmp_path / "e.json"
+    from dpsynth.evaluation.report import EvaluationResult, to_markdown
+
+    result = EvaluationResult("r", "t", 1, 1, [0], 0.5)
+    assert result.to_json()["note"].startswith("PRIVATE") and "PRIVATE" in to_markdown(result)

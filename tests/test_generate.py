@@ -68,7 +68,11 @@ def test_generate_user_errors(digit_folder, tmp_path, capsys):
     assert "generate runs on Beam" in capsys.readouterr().err
     assert run_guarded(run, base + ["--encoder", "scatternet", "--privacy-unit-column", "user"] + BEAM) == 2
     assert "privacy-unit column" in capsys.readouterr().err
+    # The delta guard is the same public rule on every input format (--min-rows or the absolute cap).
     assert run_guarded(run, base[:-2] + ["--delta", "0.01", "--encoder", "scatternet"] + BEAM) == 2
-    assert "1/n" in capsys.readouterr().err
+    assert "--min-rows" in capsys.readouterr().err
+    assert run_guarded(run, base[:-2] + ["--delta", "0.01", "--min-rows", "200", "--encoder", "scatternet"]
+                       + BEAM) == 2
+    assert "1/n for the declared --min-rows 200" in capsys.readouterr().err
     assert run_guarded(run, base[:2] + base[4:] + ["--encoder", "scatternet"]) == 2  # no --output
     assert "--output" in capsys.readouterr().err

@@ -181,3 +181,56 @@ def test_dask_local_cluster(data, reference, tmp_path, dask_address):
     out, summary = run_job(data, tmp_path, ["--runner=beam_pipeline.dask_runner.DaskRunner",
                                             f"--dask_client_address={dask_address}"])
     check_outputs(out, summary, reference)
+
+
+# --- release-dp: Beam's Dask runner name, and noisy PCollections computed once (issue 13, point 6)
+
+def test_beams_dask_runner_name_maps_to_the_corrected_runner():
+    from beam_pipeline.options import DASK_RUNNER, map_runner_names, split_runner
+
+    for flags in (["--runner", "DaskRunner"], ["--runner=DaskRunner"], ["--runner=dask"],
+                  ["--runner", "apache_beam.runners.dask.dask_runner.DaskRunner"]):
+        mapped = map_runner_names(flags + ["--x=1"])
+        assert DASK_RUNNER in " ".join(mapped) and "--x=1" in mapped, flags
+    assert map_runner_names(["--runner", "DirectRunner"]) == ["--runner", "DirectRunner"]
+    assert split_runner(["--runner=DaskRunner"]) == (False, [f"--runner={DASK_RUNNER}"])
+
+
+def _draw(_, out_dir: str) -> float:
+    """A 'noisy release': a fresh OS-random value each time it is computed, recorded on disk."""
+    import os
+    import uuid
+
+    value = int.from_bytes(os.urandom(6), "little") / 2 ** 48
+    with open(os.path.join(out_dir, f"draw-{uuid.uuid4().hex}"), "w") as handle:
+        handle.write(repr(value))
+    return value
+
+
+def _record(element, value, out_dir: str, what: str) -> None:
+    import os
+    import uuid
+
+    with open(os.path.join(out_dir, f"{what}-{uuid.uuid4().hex}"), "w") as handle:
+        handle.write(repr(value))
+
+
+def test_dask_computes_a_side_input_once_for_all_its_readers(tmp_path, dask_address):
+    # A noisy value read as a side input by two steps and as the main input of a third: with Beam's
+    # name for the runner, every reader sees the one value drawn, and it is drawn exactly once.
+    from beam_pipeline.options import split_runner
+
+    _, flags = split_runner(["--runner=DaskRunner", f"--dask_client_address={dask_address}"])
+    out = str(tmp_path)
+    pipeline = beam.Pipeline(options=PipelineOptions(flags))
+    noisy = pipeline | "One" >> beam.Create([0]) | "Draw" >> beam.Map(_draw, out)
+    rows = pipeline | "Rows" >> beam.Create([1, 2, 3])
+    side = beam.pvalue.AsSingleton(noisy)
+    _ = rows | "ReadA" >> beam.Map(_record, side, out, "a")
+    _ = rows | "ReadB" >> beam.Map(lambda x, v: x + v, side) | "RecordB" >> beam.Map(_record, 0.0, out, "unused")
+    _ = noisy | "Main" >> beam.Map(lambda v, out=out: _record(None, v, out, "main"))
+    pipeline.run().wait_until_finish()
+    draws = [p.read_text() for p in tmp_path.glob("draw-*")]
+    seen = {p.read_text() for p in tmp_path.iterdir() if p.name.startswith(("a-", "main-"))}
+    assert len(draws) == 1 and seen == set(draws)
+    assert len(list(tmp_path.glob("a-*"))) == 3 and len(list(tmp_path.glob("main-*"))) == 1

@@ -31,7 +31,8 @@ def test_local_runner_end_to_end(parquet_input, tmp_path, capsys):
     (["--epsilon", "0", "--delta", "1e-5"], "--epsilon"),
     (["--epsilon", "1", "--delta", "1"], "--delta"),
     (["--epsilon", "1", "--delta", "1e-5", "--label-column", "nope"], "no column 'nope'"),
-    (["--epsilon", "1", "--delta", "0.01"], "1/n"),
+    (["--epsilon", "1", "--delta", "0.01"], "--min-rows"),
+    (["--epsilon", "1", "--delta", "0.01", "--min-rows", "100"], "1/n for the declared --min-rows 100"),
     (["--epsilon", "1"], "required"),
 ])
 def test_user_errors_are_one_line_and_exit_2(parquet_input, tmp_path, capsys, args, message):
@@ -42,14 +43,16 @@ def test_user_errors_are_one_line_and_exit_2(parquet_input, tmp_path, capsys, ar
     assert not (tmp_path / "o").exists()
 
 
-def test_missing_and_empty_inputs_are_user_errors(tmp_path, capsys):
+def test_missing_inputs_are_user_errors_and_an_empty_one_is_not(tmp_path, capsys):
     code, _, err = _run(capsys, "--input", str(tmp_path / "none-*.parquet"), "--output", str(tmp_path / "o"), *BASE)
     assert code == 2 and "no input file" in err
     empty = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"embedding": pa.array([], pa.list_(pa.float32())), "label": pa.array([], pa.int64())}),
                    empty)
-    code, _, err = _run(capsys, "--input", str(empty), "--output", str(tmp_path / "o"), *BASE)
-    assert code == 2 and "holds no rows" in err
+    # No file is a fact about paths; an empty file is a fact about rows: it gives a noise-only release.
+    code, _, err = _run(capsys, "--input", str(empty), "--output", str(tmp_path / "o"), *BASE, "--dimension", "2",
+                        "--labels", "1,2", "--runner", "local")
+    assert code == 0 and "no input row was usable" in err and (tmp_path / "o" / "gmm.json").exists()
     truncated = tmp_path / "truncated.parquet"
     truncated.write_bytes(b"PAR1 not really parquet")
     code, _, err = _run(capsys, "--input", str(truncated), "--output", str(tmp_path / "o"), *BASE)
@@ -89,11 +92,13 @@ def test_rejected_rows_are_counted_and_written_only_on_request(tmp_path, capsys)
     pq.write_table(table, path)
     out, rejected = tmp_path / "out", tmp_path / "rejected"
     code, _, _ = _run(capsys, "--input", str(path), "--output", str(out), "--epsilon", "1", "--delta", "1e-4",
-                      "--labels", "1,2", "--rejected-output", str(rejected), "--runner", "FnApiRunner")
+                      "--min-rows", "80", "--dimension", "2", "--labels", "1,2", "--rejected-output", str(rejected),
+                      "--diagnostics-output", str(tmp_path / "d.json"), "--runner", "FnApiRunner")
     assert code == 0
-    report = (out / "report.md").read_text()
-    assert "| wrong_dimension | 40 |" in report and "| missing_embedding | 40 |" in report
-    assert "| non_finite | 40 |" in report and "rows used: 80" in report
+    counts = json.loads((tmp_path / "d.json").read_text())["counts"]
+    assert counts["rejected_wrong_dimension"] == 40 and counts["rejected_missing_embedding"] == 40
+    assert counts["rejected_non_finite"] == 40 and counts["rows_valid"] == 80
+    assert "wrong_dimension" not in (out / "report.md").read_text()
     written = pq.read_table(list(rejected.glob("*.parquet")))
     assert written.num_rows == 120
     assert sorted(set(written.column("reject_reason").to_pylist())) == ["missing_embedding", "non_finite",

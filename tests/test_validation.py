@@ -3,7 +3,7 @@ import pyarrow as pa
 import pytest
 
 from dpsynth.errors import UserError
-from dpsynth.validation import InputSpec, check_schema, infer_dimension, validate_table
+from dpsynth.validation import InputSpec, check_schema, declared_dimension, resolve_dimension, validate_table
 
 SPEC = InputSpec("embedding", "label", 3, ("a", "b"), 1.0, "normalize")
 
@@ -43,8 +43,16 @@ def test_schema_errors_are_one_line_user_errors():
         check_schema(schema, "vec", "label")
 
 
-def test_dimension_from_schema_or_first_row():
+def test_dimension_from_public_facts_only():
     fixed = pa.table({"e": pa.FixedSizeListArray.from_arrays(pa.array([1.0] * 6), 3)})
-    assert infer_dimension(fixed, "e") == 3
-    ragged = pa.table({"e": pa.array([None, [1.0, 2.0]], pa.list_(pa.float32()))})
-    assert infer_dimension(ragged, "e") == 2
+    assert declared_dimension(fixed.schema, "e") == 3
+    # a variable-length list: its rows are private, so no d, whatever the first row holds
+    ragged = pa.table({"e": pa.array([[1.0, 2.0], [1.0, 2.0, 3.0]], pa.list_(pa.float32()))})
+    assert declared_dimension(ragged.schema, "e") is None
+    with pytest.raises(UserError, match="pass --dimension d"):
+        resolve_dimension(ragged.schema, "e", None)
+    assert resolve_dimension(ragged.schema, "e", 3) == 3
+    tagged = pa.schema([pa.field("e", pa.list_(pa.float32()), metadata={"dpsynth.dimension": "7"})])
+    assert resolve_dimension(tagged, "e", None) == 7
+    with pytest.raises(UserError, match="differs from the 3"):
+        resolve_dimension(fixed.schema, "e", 4)

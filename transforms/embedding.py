@@ -46,6 +46,11 @@ def embedding_schema(label_type: str, has_ids: bool, encoder: Encoder | None = N
     if encoder is not None:
         metadata["dpsynth.encoder"] = encoder.name
         metadata["dpsynth.preprocessing"] = encoder.preprocessing
+        if encoder.output_dim:
+            # d, the encoder's declared output size: `dpsynth synthesize` takes it from here (a public
+            # fact), never from a row.
+            metadata["dpsynth.dimension"] = str(encoder.output_dim)
+            fields[-1] = fields[-1].with_metadata({"dpsynth.dimension": str(encoder.output_dim)})
     return pa.schema(fields, metadata=metadata)
 
 

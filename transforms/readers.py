@@ -36,6 +36,7 @@ from apache_beam.metrics import Metrics
 
 from dpsynth.encoders.imaging import ImageDecodeError, as_uint8_image, decode_image
 from dpsynth.errors import UserError
+from dpsynth.validation import declared_dimension, resolve_dimension
 
 REJECTED = "rejected"
 FORMATS = ("images", "parquet", "jsonl", "csv", "idx")
@@ -125,19 +126,6 @@ class _BatchBuilder:
     def finish(self) -> Iterator[RecordBatch]:
         if self.items:
             yield self.flush()
-
-
-def _first_length(values: list) -> int | None:
-    """Length of the first usable vector (a public fact: the producer's output size)."""
-    for v in values:
-        if isinstance(v, str):
-            try:
-                v = json.loads(v)
-            except json.JSONDecodeError:
-                continue
-        if isinstance(v, (list, tuple)) and v:
-            return len(v)
-    return None
 
 
 def _check_label(label: Any, label_kind: str) -> str | None:
@@ -449,7 +437,7 @@ class ReadRecords(beam.PTransform):
 
     def __init__(self, input_path: str, modality: str, input_format: str | None = None,
                  columns: Columns = Columns(), batch_size: int = DEFAULT_BATCH_SIZE,
-                 idx_labels: str | None = None):
+                 idx_labels: str | None = None, vector_dim: int | None = None):
         super().__init__()
         if modality not in ("image", "text", "vector"):
             raise UserError(f"unknown modality {modality!r}")
@@ -463,9 +451,16 @@ class ReadRecords(beam.PTransform):
         self.idx_labels = idx_labels
         self.label_type = "string"
         self.has_ids = False
-        self.num_rows: int | None = None  # records in the input when cheap to know (delta guard only)
-        self.vector_dim: int | None = None  # for precomputed vectors: the first row's length
+        self.num_rows: int | None = None  # records in the input when cheap to know; decides nothing
+        # For precomputed vectors: their length, a public fact (--dimension, a fixed-size-list schema or
+        # dpsynth's metadata), never a row's: rows of another length are counted rejections.
+        if vector_dim is not None and vector_dim < 1:
+            raise UserError(f"--dimension must be a positive integer, got {vector_dim}")
+        self.vector_dim: int | None = vector_dim
         getattr(self, f"_check_{self.format}")()
+        if self.modality == "vector" and not self.vector_dim:
+            raise UserError("the vector length is not a public fact of this input (no fixed-size-list schema "
+                            "or dpsynth.dimension metadata); pass --dimension d")
 
     # ---- up-front checks: each sets label_type / has_ids and validates inputs
 
@@ -499,11 +494,11 @@ class ReadRecords(beam.PTransform):
                 self.num_rows += footer.metadata.num_rows
                 if path == first:
                     schema = footer.schema_arrow
-                    if self.modality == "vector" and footer.metadata.num_rows:
-                        column = self.columns.content(self.modality)
-                        if column in schema.names:
-                            batch = next(footer.iter_batches(batch_size=16, columns=[column]))
-                            self.vector_dim = _first_length(batch.column(0).to_pylist())
+                    column = self.columns.content(self.modality)
+                    if self.modality == "vector" and column in schema.names:
+                        declared = declared_dimension(schema, column)
+                        if declared is not None or self.vector_dim is not None:
+                            self.vector_dim = resolve_dimension(schema, column, self.vector_dim)
         content = self.columns.content(self.modality)
         for col in (content, self.columns.label):
             if col not in schema.names:
@@ -534,8 +529,6 @@ class ReadRecords(beam.PTransform):
                             keys = set(row) if isinstance(row, dict) else set()
                         except json.JSONDecodeError:
                             continue
-                        if self.modality == "vector" and keys:
-                            self.vector_dim = _first_length([row.get(content)])
                         break
         self.has_ids = self.columns.id in keys
 

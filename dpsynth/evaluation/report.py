@@ -13,6 +13,10 @@ from pathlib import Path
 from dpsynth.evaluation import mlp
 
 
+PRIVATE_NOTE = ("PRIVATE: accuracies on real rows and exact row counts (not differentially private); "
+                "for the data owner, never part of the release")
+
+
 @dataclass
 class EvaluationResult:
     synthetic_dir: str
@@ -25,6 +29,7 @@ class EvaluationResult:
     num_train: int | None = None
     accuracy_real: float | None = None
     privacy: dict | None = None
+    note: str = PRIVATE_NOTE  # an evaluation scores real rows exactly: it never joins the release
     classifier: dict = field(default_factory=lambda: {
         "model": f"two-layer MLP, {mlp.WIDTH} ReLU units", "optimizer": "Adam",
         "learning_rate": mlp.LEARNING_RATE, "weight_decay": mlp.WEIGHT_DECAY,
@@ -43,6 +48,8 @@ def to_markdown(result: EvaluationResult) -> str:
     c = result.classifier
     lines = [
         "# dpsynth evaluation",
+        "",
+        f"> **{result.note}**",
         "",
         "| classifier trained on | rows | accuracy on the real test rows |",
         "|---|---|---|",
