@@ -68,8 +68,10 @@ EPSILONS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 8.0)
 DATASETS = ("fmnist-scatternet", "fmnist-effnet", "spam-minilm", "fmnist-scatternet-10pct")
 METHODS = ("dpsynth", "dpsgd_linear", "dpsgd_mlp", "tramer_boneh", "nonprivate")
 SUBSET_FRACTION, SUBSET_SEED = 0.10, 0
-# The encoder each cache came from, as `dpsynth embed` names it in the Parquet metadata.
-ENCODERS = {"fmnist-scatternet": "scatternet", "fmnist-effnet": "efficientnet-lite0", "spam-minilm": "minilm"}
+# The encoder each cache came from and its declared output size, as `dpsynth embed` writes them in
+# the Parquet metadata (synthesize takes d from there, a public fact).
+ENCODERS = {"fmnist-scatternet": ("scatternet", 3969), "fmnist-effnet": ("efficientnet-lite0", 1280),
+            "spam-minilm": ("minilm", 384)}
 # Tramer & Boneh, Fashion-MNIST ScatterNet + linear (their README's command line; 40 epochs:
 # sigma 4.05 reaches epsilon 3 after 40 epochs of 7 steps under their RDP-to-DP conversion).
 TB_GROUPS, TB_BATCH, TB_LR, TB_EPOCHS = 27, 8192, 16.0, 40
@@ -92,13 +94,14 @@ def load_dataset(dataset: str) -> dict[str, np.ndarray]:
     return data
 
 
-def write_embed_parquet(x: np.ndarray, y: np.ndarray, path: Path, encoder: str | None) -> None:
+def write_embed_parquet(x: np.ndarray, y: np.ndarray, path: Path, encoder: tuple[str, int]) -> None:
     """Rows in the schema and metadata of `dpsynth embed`'s output (transforms/embedding.py)."""
     from transforms.embedding import embedding_schema, to_table
 
-    meta = None
-    if encoder is not None:
-        meta = types.SimpleNamespace(name=encoder, preprocessing=f"benchmarks/embed_cache.py ({encoder})")
+    name, dim = encoder
+    if x.shape[1] != dim:
+        raise ValueError(f"{name} declares {dim}-d, the cache holds {x.shape[1]}-d")
+    meta = types.SimpleNamespace(name=name, output_dim=dim, preprocessing=f"benchmarks/embed_cache.py ({name})")
     schema = embedding_schema("int64", False, meta)
     writer = pq.ParquetWriter(path, schema)
     try:
