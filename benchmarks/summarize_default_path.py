@@ -24,10 +24,11 @@ DIMS = {"fmnist-scatternet": "3,969-d", "fmnist-effnet": "1,280-d", "spam-minilm
         "fmnist-scatternet-10pct": "3,969-d, 10% of train rows"}
 LABELS = {"dpsynth": "dpsynth defaults (CLI, no flag)",
           "dpsynth_public_rows": "dpsynth --public-rows (public test half; separate row)",
+          "dpsynth_before": "dpsynth defaults before issue 11 (cd0bcfb)",
           "dpsgd_mlp": "DP-SGD, MLP", "dpsgd_linear": "DP-SGD, linear",
           "tramer_boneh": "DP-SGD, Tramer & Boneh (GroupNorm 27, linear)",
           "nonprivate": "non-private MLP (ceiling)"}
-ORDER = ("dpsynth", "dpsynth_public_rows", "dpsgd_mlp", "dpsgd_linear", "tramer_boneh", "nonprivate")
+ORDER = ("dpsynth", "dpsynth_public_rows", "dpsynth_before", "dpsgd_mlp", "dpsgd_linear", "tramer_boneh", "nonprivate")
 DPSGD = ("dpsgd_mlp", "dpsgd_linear", "tramer_boneh")
 
 
@@ -48,7 +49,7 @@ def tables(cells: dict) -> tuple[str, list[list[str]]]:
                 continue
             if m == "nonprivate":
                 vals = cells.get((d, m, None), [])
-                md.append(f"| {d} ({DIMS[d]}) | {LABELS[m]} | {_fmt(vals)} | " + " | " * (len(epsilons) - 1))
+                md.append(f"| {d} ({DIMS[d]}) | {LABELS[m]} | " + " | ".join(_fmt(vals) for _ in epsilons) + " |")
                 rows.append([d, m, "inf", f"{np.mean(vals):.4f}", f"{np.std(vals):.4f}", str(len(vals))])
                 continue
             md.append(f"| {d} ({DIMS[d]}) | {LABELS[m]} | "
