@@ -6,8 +6,12 @@ a module's heavy imports (torch, encoders) are paid only when it is used.
 """
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from dpsynth.errors import UserError
@@ -16,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("beam_pipeline.synthesize", "DP synthetic embeddings from a Parquet file of embeddings"),
     "embed": ("beam_pipeline.embed", "embed private records with a public encoder (output is private)"),
     "generate": ("beam_pipeline.generate", "embed and synthesize in one pipeline"),
+    "sample": ("beam_pipeline.sample", "draw more synthetic rows from a release (no privacy cost)"),
     "demo": ("beam_pipeline.demo", "end-to-end demo on scikit-learn's bundled digits"),
     "evaluate": ("beam_pipeline.evaluate", "train a classifier on synthetic rows, test on real rows"),
     "decode": ("beam_pipeline.decode", "decode synthetic embeddings into images with a public decoder"),
@@ -27,12 +32,16 @@ def _usage() -> str:
     for name, (_, summary) in SUBCOMMANDS.items():
         lines.append(f"  {name:<11} {summary}")
     lines.append("")
-    lines.append("Run `dpsynth <command> --help` for a command's options.")
+    lines.append("Run `dpsynth <command> --help` for a command's options; `dpsynth --version` for the version.")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("--version", "-V"):
+        from dpsynth import __version__
+        print(f"dpsynth {__version__}")
+        return 0
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0 if args else 2
@@ -40,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"dpsynth: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    from beam_pipeline.quiet import quiet_third_party
+
+    quiet_third_party()  # before Beam's import, whose warning would precede every error
     try:
         module = importlib.import_module(SUBCOMMANDS[name][0])
     except ModuleNotFoundError as exc:
@@ -50,16 +62,99 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_guarded(module.run, rest)
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM (timeout, docker stop, Kubernetes) or SIGINT."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_RECEIVED: list[int] = []  # signals received: a runner may re-raise Terminated wrapped in its own error
+
+
+def _raise_terminated(signum, frame) -> None:
+    _RECEIVED.append(signum)
+    raise Terminated(signum)
+
+
+def _stopped(signum: int) -> None:
+    _cleanup()
+    print(f"dpsynth: stopped by {signal.Signals(signum).name}; no output was published and no staging "
+          "directory is left", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
+def _install_signal_handlers() -> dict:
+    """SIGTERM and SIGINT unwind the run like an exception, so staging is removed (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous[signum] = signal.signal(signum, _raise_terminated)
+        except (OSError, ValueError):
+            pass
+    return previous
+
+
+def _no_space(exc: BaseException) -> bool:
+    """A full disk or quota, also when a runner wrapped the worker's OSError in its own exception."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc) or "[Errno 28]" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _cleanup() -> None:
+    from beam_pipeline.outputs import abort_all
+
+    abort_all()
+
+
 def run_guarded(run, argv: Sequence[str]) -> int:
-    """Call an entry point, turning user errors into one line and exit code 2."""
+    """Call an entry point, turning user errors into one line and exit code 2.
+
+    A signal (SIGTERM, SIGINT) or a full disk ends the run with one line and
+    a non-zero code after every staging directory is removed; nothing is
+    published. After a signal the process exits at once (os._exit), since a
+    runner's worker threads may otherwise keep it alive.
+    """
+    previous = _install_signal_handlers()
     try:
+        from beam_pipeline.remote import check_gcs_access
+
+        check_gcs_access(argv)  # before any work: a gs:// path without credentials would hang for minutes
         result = run(list(argv))
     except UserError as exc:
+        _cleanup()
         print(f"dpsynth: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated as exc:
+        _stopped(exc.signum)
     except KeyboardInterrupt:
+        _cleanup()
         print("dpsynth: interrupted; no output was published", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if _RECEIVED:  # Beam wrapped our Terminated (raised inside a DoFn) in a RuntimeError
+            _stopped(_RECEIVED[-1])
+        _cleanup()
+        if _no_space(exc):
+            print("dpsynth: error: no space left on device; no output was published and no staging "
+                  "directory is left", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return int(result or 0)
 
 

@@ -30,7 +30,7 @@ from dpsynth.decoders import get_decoder
 from dpsynth.decoders.images import label_folder
 from dpsynth.errors import UserError
 from beam_pipeline import options
-from beam_pipeline.outputs import StagedOutput
+from beam_pipeline.outputs import OVERWRITE_HELP, StagedOutput, check_disjoint
 from transforms.decode import DecodeImages, WorkItem
 from transforms.sample import write_json
 
@@ -125,7 +125,7 @@ def add_decode_arguments(parser) -> None:
     parser.add_argument("--decoder", required=True,
                         help="scatternet (inversion by optimisation), torchscript:PATH or onnx:PATH")
     parser.add_argument("--output", required=True, help="images directory (local or gs://); must not exist")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--per-class", type=int, help="decode at most N rows per label (default: all)")
     parser.add_argument("--batch-size", type=int, default=64, help="embeddings per decoder call (default 64)")
     parser.add_argument("--sheet-size", type=int, default=64, help="images per contact sheet (default 64)")
@@ -161,6 +161,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     source = SyntheticInput(args.synthetic)
     decoder.check(source.dimension)
     items, counts = source.plan(args.per_class)
+    check_disjoint([("--output", args.output)], [("--synthetic", args.synthetic)])
     staging = StagedOutput(args.output, args.overwrite)
     started = time.time()
     try:

@@ -26,6 +26,7 @@ the count gets a larger share of the budget and 9 of 10 classes were fitted.
 """
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import logging
@@ -39,6 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from beam_pipeline.options import make_parser
+from beam_pipeline.outputs import OVERWRITE_HELP, StagedOutput
 from dpsynth.errors import UserError
 
 DEFAULT_IMAGE_SIZE = 96
@@ -126,9 +128,42 @@ def _accuracy(train_X, train_y, test_X, test_y) -> tuple[float, str]:
     return 0.0, "none (no class released)"
 
 
+SWEEP_EPSILONS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _sweep(train_X, train_y, test_X, test_y, delta: float, ceiling: float, out: str,
+           known: dict[float, float]) -> list[dict]:
+    """Accuracy of the MLP trained on DP synthetic rows at each epsilon; writes privacy-utility.png.
+
+    known: accuracies already measured (the demo's main release), reused rather than fitted again.
+    """
+    from dpsynth.figures import privacy_utility_figure
+    from dpsynth.local import synthesize_arrays
+    from dpsynth.params import SynthesisConfig
+
+    points = []
+    for epsilon in SWEEP_EPSILONS:
+        if epsilon in known:
+            points.append({"epsilon": epsilon, "accuracy": known[epsilon], "ceiling": ceiling})
+            continue
+        result = synthesize_arrays(train_X, train_y, SynthesisConfig(epsilon=epsilon, delta=delta,
+                                                                     labels=tuple(range(10))))
+        accuracy, _ = _accuracy(result.synthetic_embeddings, result.synthetic_labels, test_X, test_y)
+        points.append({"epsilon": epsilon, "accuracy": accuracy, "ceiling": ceiling,
+                       "spent_epsilon": result.ledger.spent_epsilon})
+    try:
+        with open(os.path.join(out, "privacy-utility.png"), "wb") as f:
+            f.write(privacy_utility_figure(points, "dpsynth demo: digits, privacy-utility"))
+    except Exception as exc:  # a figure never fails the demo
+        print(f"dpsynth: warning: privacy-utility.png was not drawn: {exc}", file=sys.stderr)
+    return points
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     parser = make_parser("dpsynth demo", "End-to-end demo on scikit-learn's bundled digits.")
-    parser.add_argument("--output", default="demo-output", help="directory for everything the demo writes")
+    parser.add_argument("--output", default="demo-output",
+                        help="directory for everything the demo writes; must not exist")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--encoder", default="efficientnet-lite0", help="efficientnet-lite0 or scatternet")
     parser.add_argument("--image-size", type=int, default=None,
                         help=f"efficientnet input size (default {DEFAULT_IMAGE_SIZE})")
@@ -147,13 +182,28 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UserError("--limit must be at least 50 digits")
     image_size = args.image_size or (QUICK_IMAGE_SIZE if args.quick else DEFAULT_IMAGE_SIZE)
     logging.getLogger("dpsynth").setLevel(logging.INFO)
+
+    final = os.path.abspath(args.output)
+    staging = StagedOutput(final, args.overwrite)  # nothing of a failed or stopped demo is left behind
+    try:
+        code = _run_demo(args, beam_args, staging.staging_dir, final, limit, image_size)
+        if code == 0:
+            staging.publish()
+        return code
+    finally:
+        staging.abort()
+
+
+def _run_demo(args: argparse.Namespace, beam_args: list[str], out: str, final: str, limit: int | None,
+              image_size: int) -> int:
+    """The demo's steps, written under `out` (the staging directory); messages name `final`."""
     from beam_pipeline import embed, synthesize
 
-    out = os.path.abspath(args.output)
     data_dir, emb_dir, synth_dir = (os.path.join(out, d) for d in ("data", "embeddings", "synthetic"))
+    shown = {path: os.path.join(final, os.path.basename(path)) for path in (data_dir, emb_dir, synth_dir)}
     for d in (data_dir, emb_dir):
-        os.makedirs(d, exist_ok=True)
-    progress = _Progress(5)
+        os.makedirs(d)
+    progress = _Progress(6)
     started = time.time()
 
     train_X, train_y, test_X, test_y = split_digits(limit)
@@ -163,7 +213,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         write_idx(paths[split], X)
         write_idx(os.path.join(data_dir, f"digits-{split}-labels-idx1-ubyte"), y)
     progress(f"digits: {len(train_y)} train rows (the private data), {len(test_y)} held-out test rows; "
-             f"written as IDX to {data_dir}")
+             f"written as IDX to {shown[data_dir]}")
 
     encoder_args = ["--encoder", args.encoder] + (
         ["--image-size", str(image_size)] if args.encoder == "efficientnet-lite0" else []) + (
@@ -175,15 +225,15 @@ def run(argv: Sequence[str] | None = None) -> int:
                  + (f", projected to {args.project_dim}-d" if args.project_dim else "")
                  + " (Beam + RunInference) ...")
         emb_paths[split] = os.path.join(emb_dir, f"{split}.parquet")
-        code = embed.run(["--input", paths[split], "--output", emb_paths[split], "--overwrite"]
+        code = embed.run(["--input", paths[split], "--output", emb_paths[split]]
                          + encoder_args + beam_args)
         if code:
             return code
 
     progress(f"DP synthesis from the train embeddings at epsilon={args.epsilon:g}, delta={args.delta:g} ...")
     code = synthesize.run(["--input", emb_paths["train"], "--output", synth_dir, "--epsilon", str(args.epsilon),
-                           "--delta", str(args.delta), "--labels", ",".join(str(c) for c in range(10)),
-                           "--overwrite"] + beam_args)
+                           "--delta", str(args.delta), "--labels", ",".join(str(c) for c in range(10))]
+                          + beam_args)
     if code:
         return code
 
@@ -200,6 +250,10 @@ def run(argv: Sequence[str] | None = None) -> int:
                "synthetic_rows": int(len(syn_y)), "synthetic_classes": int(len(np.unique(syn_y))),
                "dp_accuracy": dp_acc, "dp_model": dp_model, "non_private_accuracy": real_acc,
                "seconds": round(time.time() - started, 1)}
+    progress(f"privacy-utility sweep, epsilon {', '.join(f'{e:g}' for e in SWEEP_EPSILONS)} "
+             "(--runner local on the same train embeddings) ...")
+    sweep = _sweep(real_X, real_y, held_X, held_y, args.delta, real_acc, out, {args.epsilon: dp_acc})
+    results["sweep"] = sweep
     with open(os.path.join(out, "demo-results.json"), "w") as f:
         json.dump(results, f, indent=2)
 
@@ -210,10 +264,17 @@ def run(argv: Sequence[str] | None = None) -> int:
     print(f"  trained on the real train embeddings (NOT private):            {real_acc:.3f}  "
           f"[{len(real_y)} rows]")
     print()
+    print(f"Privacy-utility (delta={args.delta:g}; accuracy on the same held-out digits):")
+    print("  epsilon  " + "  ".join(f"{p['epsilon']:>5g}" for p in sweep))
+    print("  accuracy " + "  ".join(f"{p['accuracy']:5.3f}" for p in sweep)
+          + f"   (non-private: {real_acc:.3f})")
+    print()
     print("Outputs:")
-    print(f"  DP release (shareable):    {synth_dir}/  (synthetic-*.parquet, gmm.json, privacy.json, report.md)")
-    print(f"  PRIVATE, keep or delete:   {data_dir}/ (the digits as IDX), {emb_dir}/ (real embeddings)")
-    print(f"  results:                   {os.path.join(out, 'demo-results.json')}")
+    print(f"  DP release (shareable):    {shown[synth_dir]}/  (synthetic-*.parquet, gmm.json, privacy.json, "
+          "report.md)")
+    print(f"  PRIVATE, keep or delete:   {shown[data_dir]}/ (the digits as IDX), {shown[emb_dir]}/ (real embeddings)")
+    print(f"  results:                   {os.path.join(final, 'demo-results.json')}, "
+          f"{os.path.join(final, 'privacy-utility.png')}")
     print(f"Done in {time.time() - started:.0f} s.")
     return 0
 

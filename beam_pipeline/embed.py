@@ -26,7 +26,7 @@ from dpsynth.encoders import Encoder, default_torch_threads, get_encoder
 from dpsynth.errors import UserError
 from dpsynth.validation import REJECT_REASON_COLUMN
 from beam_pipeline.options import make_parser
-from beam_pipeline.outputs import StagedOutput
+from beam_pipeline.outputs import OVERWRITE_HELP, StagedFile, StagedOutput, check_disjoint
 from beam_pipeline.pipeline import SHARD_TEMPLATE
 from transforms.embedding import PRIVATE_NOTE, EmbedRecords, embedding_schema
 from transforms.readers import DEFAULT_BATCH_SIZE, FORMATS, Columns, ReadRecords
@@ -149,9 +149,16 @@ def write_rejections(rejected, prefix: str):
     return rejected | "WriteRejectedRecords" >> WriteRejectedRecords(prefix)
 
 
-def check_output_free(path: str, overwrite: bool, what: str = "output") -> None:
-    if FileSystems.exists(path) and not overwrite:
-        raise UserError(f"{what} {path} exists; pass --overwrite to replace it")
+def is_embed_output(path: str) -> bool:
+    """A Parquet file `dpsynth embed` wrote (its schema metadata marks it): the only file --overwrite replaces."""
+    import pyarrow.parquet as pq
+
+    try:
+        with FileSystems.open(path) as handle:
+            metadata = pq.ParquetFile(handle).schema_arrow.metadata or {}
+    except Exception:  # noqa: BLE001 - unreadable: not ours
+        return False
+    return b"dpsynth.privacy" in metadata
 
 
 def counter_totals(result, namespace_prefix: str = "dpsynth.") -> dict[str, int]:
@@ -183,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--output", required=True, help="FILE.parquet: id (if any), label, embedding")
     out.add_argument("--rejected-output", default=None,
                      help="directory for the list of rejected records (Parquet; PRIVATE)")
-    out.add_argument("--overwrite", action="store_true")
+    out.add_argument("--overwrite", action="store_true",
+                     help="replace an existing --output only if `dpsynth embed` wrote it (its Parquet metadata "
+                          "says so), and a --rejected-output directory only if dpsynth wrote it; never an input")
     return parser
 
 
@@ -195,9 +204,17 @@ def run(argv: list[str]) -> int:
     from beam_pipeline.options import map_runner_names
 
     options = PipelineOptions(map_runner_names(beam_args))
-    check_output_free(args.output, args.overwrite)
+    check_disjoint([("--output", args.output), ("--rejected-output", args.rejected_output)],
+                   [("--input", args.input), ("--idx-labels", args.idx_labels)])
     stage = EmbeddingStage(args)
-    rejected_dir = StagedOutput(args.rejected_output, args.overwrite) if args.rejected_output else None
+    # Embeddings are written inside a staging directory and linked into place only when the run
+    # finished: a failed, stopped or full-disk run leaves no partial private embeddings.
+    output = StagedFile(args.output, args.overwrite, is_embed_output)
+    try:
+        rejected_dir = StagedOutput(args.rejected_output, args.overwrite) if args.rejected_output else None
+    except BaseException:
+        output.abort()
+        raise
     LOG.info("encoder %s (%s, %d-d); reading %s as %s; torch threads per worker %d",
              stage.encoder.name, stage.encoder.modality, stage.encoder.output_dim, args.input,
              stage.read.format, stage.torch_threads)
@@ -205,15 +222,17 @@ def run(argv: list[str]) -> int:
     pipeline = beam.Pipeline(options=options)
     tables, rejected = stage.apply(pipeline)
     _ = tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
-        args.output, schema=stage.schema, num_shards=1, shard_name_template="")
+        output.path, schema=stage.schema, num_shards=1, shard_name_template="")
     if rejected_dir is not None:
         write_rejections(rejected, rejected_dir.path("rejected"))
     try:
         result = pipeline.run()
         result.wait_until_finish()
+        output.publish()
         if rejected_dir is not None:
             rejected_dir.publish()
     finally:
+        output.abort()
         if rejected_dir is not None:
             rejected_dir.abort()
     totals = counter_totals(result)

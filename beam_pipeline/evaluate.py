@@ -30,11 +30,17 @@ from dpsynth.errors import UserError
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dpsynth evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--synthetic", required=True, help="directory written by `dpsynth synthesize`")
+    p.add_argument("--synthetic", required=True, nargs="+",
+                   help="directory written by `dpsynth synthesize`; several (e.g. one per epsilon) draw the "
+                        "privacy-utility curve (then --output is required)")
     p.add_argument("--test", required=True, help="Parquet file of real held-out rows")
     p.add_argument("--train", help="Parquet file of real train rows: also report the non-private MLP")
     p.add_argument("--output", help="PRIVATE JSON result path, outside DIR (default: DIR-evaluation.private.json "
-                                    "beside DIR; markdown beside it)")
+                                    "beside DIR; markdown beside it); never an existing file without --overwrite, "
+                                    "never an input")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing result, but only one `dpsynth evaluate` wrote (a JSON result "
+                        "and its markdown); never an input or another file")
     p.add_argument("--embedding-column", default="embedding")
     p.add_argument("--label-column", default="label")
     p.add_argument("--clip-mode", choices=("normalize", "clip", "none"),
@@ -117,6 +123,50 @@ def bound_rows(x: np.ndarray, clip_mode: str, radius: float) -> np.ndarray:
     return x
 
 
+def _run_several(args: argparse.Namespace) -> int:
+    """One evaluation per release, then the privacy-utility table and curve beside --output."""
+    from dpsynth.figures import privacy_utility_figure
+
+    if not args.output:
+        raise UserError("--output FILE.json is required with several --synthetic directories")
+    output = Path(args.output)
+    for directory in args.synthetic:  # PRIVATE results (accuracy on real rows): never inside a release
+        evaluation_path(Path(directory), str(output))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    points = []
+    for index, directory in enumerate(args.synthetic):
+        one = output.with_name(f"{output.stem}-{index}.json")
+        argv = ["--synthetic", directory, "--test", args.test, "--output", str(one), "--seed", str(args.seed),
+                "--embedding-column", args.embedding_column, "--label-column", args.label_column]
+        argv += ["--train", args.train] if args.train and index == 0 else []
+        argv += ["--clip-mode", args.clip_mode] if args.clip_mode else []
+        argv += ["--radius", str(args.radius)] if args.radius is not None else []
+        run(argv)
+        result = json.loads(one.read_text())
+        epsilon = _find_key(result.get("privacy") or {}, "epsilon")
+        if epsilon is None:
+            raise UserError(f"{directory}: its privacy.json gives no epsilon to plot against")
+        points.append({"release": directory, "epsilon": float(epsilon), "accuracy": result["accuracy_synthetic"],
+                       "ceiling": result.get("accuracy_real") if index == 0 else None})
+    ceiling = points[0]["ceiling"]
+    for point in points:
+        point["ceiling"] = ceiling
+    points.sort(key=lambda p: p["epsilon"])
+    output.write_text(json.dumps({"points": points}, indent=2) + "\n")
+    lines = ["# dpsynth privacy-utility", "",
+             "PRIVATE: accuracies measured on real test rows (and a ceiling trained on real rows); "
+             "keep this beside the data, not in a release.", "", "| epsilon | accuracy (trained on DP synthetic rows) | release |",
+             "|---|---|---|"]
+    lines += [f"| {p['epsilon']:g} | {100 * p['accuracy']:.2f}% | `{p['release']}` |" for p in points]
+    if ceiling is not None:
+        lines += ["", f"Non-private ceiling (trained on real rows): {100 * ceiling:.2f}%."]
+    lines += ["", f"![privacy-utility curve]({output.with_suffix('.png').name})"]
+    output.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    output.with_suffix(".png").write_bytes(privacy_utility_figure(points, "Privacy-utility (dpsynth evaluate)"))
+    print(f"wrote {output}, {output.with_suffix('.md')} and {output.with_suffix('.png')}")
+    return 0
+
+
 def evaluation_path(directory: Path, output: str | None) -> Path:
     """Where the PRIVATE evaluation goes: never inside the release directory DIR.
 
@@ -133,8 +183,38 @@ def evaluation_path(directory: Path, output: str | None) -> Path:
     return path
 
 
+def _is_evaluation_json(path: Path) -> bool:
+    try:
+        return "accuracy_synthetic" in json.loads(path.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _check_output(output: Path, args: argparse.Namespace, shards: list[Path]) -> None:
+    """The JSON and its markdown: never an input, never a directory, an existing one only with --overwrite."""
+    from beam_pipeline.outputs import check_disjoint
+
+    markdown = output.with_suffix(".md")
+    inputs = [("--test", args.test), ("--train", args.train)] + [("--synthetic", str(p)) for p in shards]
+    check_disjoint([("--output", str(output))], inputs)
+    check_disjoint([("--output's markdown", str(markdown))], inputs)
+    for path in (output, markdown):
+        if path.is_dir():
+            raise UserError(f"--output {path} is a directory; give a file name such as {path}/evaluation.json")
+        if not path.exists():
+            continue
+        if not args.overwrite:
+            raise UserError(f"{path} already exists; pass --overwrite to replace it")
+        if not _is_evaluation_json(output):
+            raise UserError(f"--overwrite replaces only a result `dpsynth evaluate` wrote, and {output} is not "
+                            "one; remove it yourself or choose another --output")
+
+
 def run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if len(args.synthetic) > 1:
+        return _run_several(args)
+    args.synthetic = args.synthetic[0]
     from dpsynth.evaluation.mlp import train_mlp
     from dpsynth.evaluation.report import EvaluationResult, write_report
 
@@ -152,6 +232,9 @@ def run(argv: list[str]) -> int:
     radius = args.radius if args.radius is not None else float(_find_key(recorded, "radius") or 1.0)
     if radius <= 0:
         raise UserError("--radius must be positive")
+
+    output = evaluation_path(directory, args.output)
+    _check_output(output, args, shards)
 
     # Synthetic rows are read as the core wrote them: label, embedding list<float32>.
     xs, ys = read_embeddings(shards, "embedding", "label")
@@ -181,7 +264,7 @@ def run(argv: list[str]) -> int:
             raise UserError(f"train embeddings have {xr.shape[1]} dimensions, synthetic rows {xs.shape[1]}")
         real = train_mlp(bound_rows(xr, clip_mode, radius), yr, seed=args.seed)
         result.train_file, result.num_train, result.accuracy_real = str(args.train), len(xr), real.accuracy(xt, yt)
-    output = evaluation_path(directory, args.output)
+    _check_output(output, args, shards)  # again: the target must still be free (or ours) when written
     write_report(result, output)
     line = f"synthetic-trained MLP: {100 * result.accuracy_synthetic:.2f}% on {len(xt)} test rows"
     if result.accuracy_real is not None:

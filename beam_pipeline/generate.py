@@ -57,6 +57,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     local, beam_args = options.split_runner(options.forward_job_labels(args, beam_args))
+    options.check_output_paths(args)
     if local:
         raise UserError("generate runs on Beam; for the one-process reference, run `dpsynth embed` "
                         "then `dpsynth synthesize --runner local`")

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from dpsynth.errors import UserError
+from dpsynth.params import MAX_DIMENSION
 from dpsynth.validation import check_schema, resolve_dimension
 
 
@@ -47,24 +48,63 @@ def match_files(pattern: str) -> list[str]:
 
 def _footer(path: str) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(FileSystems.open(path))
+        handle = FileSystems.open(path)
     except Exception as exc:
         raise UserError(f"cannot read Parquet file {path}: {str(exc).splitlines()[0]}") from None
+    try:
+        return pq.ParquetFile(handle)
+    except Exception as exc:
+        handle.close()
+        raise UserError(f"cannot read Parquet file {path}: {str(exc).splitlines()[0]}") from None
+
+
+def _label_kind(label_type: pa.DataType) -> str:
+    return "integers" if pa.types.is_integer(label_type) else "strings"
+
+
+def check_same_schema(first: pa.Schema, first_path: str, schema: pa.Schema, path: str,
+                      embedding_column: str, label_column: str, extra_columns: tuple[str, ...]) -> None:
+    """A later file must hold the columns the job reads, of the first file's kinds.
+
+    Checked on the driver from every footer: a file whose schema drifted would
+    otherwise fail a worker, or have every row rejected, hours into the job.
+    """
+    try:
+        check_schema(schema, embedding_column, label_column)
+    except UserError as exc:
+        raise UserError(f"{path} differs from {first_path}: {exc}") from None
+    for column in extra_columns:
+        if column not in schema.names:
+            raise UserError(f"{path} differs from {first_path}: it has no column {column!r}")
+    if _label_kind(schema.field(label_column).type) != _label_kind(first.field(label_column).type):
+        raise UserError(f"{path} differs from {first_path}: its labels ({label_column!r}) are "
+                        f"{schema.field(label_column).type}, the first file's {first.field(label_column).type}")
+    a, b = first.field(embedding_column).type, schema.field(embedding_column).type
+    sizes = [getattr(t, "list_size", None) for t in (a, b)]
+    if None not in sizes and sizes[0] != sizes[1]:
+        raise UserError(f"{path} differs from {first_path}: its embeddings are {b}, the first file's {a}")
 
 
 def inspect_parquet(pattern: str, embedding_column: str, label_column: str, extra_columns: tuple[str, ...] = (),
                     dimension: Optional[int] = None) -> ParquetInput:
     if dimension is not None and dimension < 1:
         raise UserError(f"--dimension must be a positive integer, got {dimension}")
+    if dimension is not None and dimension > MAX_DIMENSION:
+        raise UserError(f"--dimension {dimension} is above {MAX_DIMENSION}; project the embeddings to fewer "
+                        "dimensions first")
     files = match_files(pattern)
     schema = None
     for path in files:
         footer = _footer(path)  # every footer: a corrupt file is an error on the driver, not on a worker
         if schema is None:
-            schema = footer.schema_arrow
+            schema, first_path = footer.schema_arrow, path
             check_schema(schema, embedding_column, label_column)
             for column in extra_columns:
                 if column not in schema.names:
                     raise UserError(f"input has no column {column!r}; its columns are: {', '.join(schema.names)}")
+        else:
+            check_same_schema(schema, first_path, footer.schema_arrow, path, embedding_column, label_column,
+                              extra_columns)
+            footer.close()
     dimension = resolve_dimension(schema, embedding_column, dimension)
     return ParquetInput(pattern, tuple(files), schema, dimension, schema.field(label_column).type)

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from beam_pipeline.outputs import OVERWRITE_HELP, check_disjoint
 from dpsynth.errors import UserError
-from dpsynth.params import CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, SynthesisConfig, parse_label_list
+from dpsynth.params import CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, SynthesisConfig, parse_label_list, typed_labels
 
 LOCAL_RUNNER = "local"
 
@@ -33,7 +34,9 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     """The DP synthesis flags shared by `synthesize` and `generate`."""
-    parser.add_argument("--output", required=True, help="output directory (local or gs://); must not exist")
+    parser.add_argument("--output", required=True,
+                        help="output directory (local or gs://); must not exist, and must not be, contain or "
+                             "lie inside an input")
     parser.add_argument("--epsilon", type=float, required=True, help="total privacy budget epsilon (> 0)")
     parser.add_argument("--delta", type=float, required=True, help="total delta, in (0, 1); typically < 1/n")
     parser.add_argument("--labels",
@@ -51,11 +54,14 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "from its noisy count and the noise scale, at most 10)")
     parser.add_argument("--rounds", type=int, default=1, help="DP Lloyd rounds after seeding (default 1)")
     parser.add_argument("--radius", type=float, default=1.0, help="L2 bound R on every embedding (default 1)")
+    parser.add_argument("--max-rows", type=int, default=2**31,
+                        help="public upper bound on the number of input rows (default 2^31); it sets the grid "
+                             "rows are rounded to so that sums are exact. Never derived from the data")
     parser.add_argument("--clip-mode", choices=CLIP_MODES, default="normalize",
                         help="normalize rows onto the R-sphere (default) or clip them into the R-ball")
     parser.add_argument("--covariance", choices=COVARIANCES, default="auto",
                         help="covariance model of each component: full (one released d x d shape per class, "
-                             "shrunk towards spherical by its noise; d <= 1024), spherical or diagonal; "
+                             "shrunk towards the pooled within-class shape by its noise; d <= 1024), spherical or diagonal; "
                              "auto (default): full up to d = 1024 (d = 128 with discovered labels) while all classes' "
                              "matrices fit 2^25 values, else spherical")
     parser.add_argument("--privacy-unit-column",
@@ -72,7 +78,15 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                              "--privacy-unit-column); delta >= 1/min-rows is refused. Without it delta must be "
                              f"below {ABSOLUTE_DELTA_CAP:g}")
     # --- end release-dp
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
+def check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that are, contain or lie inside an input or each other."""
+    # --diagnostics-output has its own check (diagnostics.check_location: never inside the release).
+    check_disjoint([("--output", args.output), ("--rejected-output", args.rejected_output)],
+                   [("--input", args.input), ("--labels-file", args.labels_file),
+                    ("--idx-labels", getattr(args, "idx_labels", None))])
 
 
 def forward_job_labels(args: argparse.Namespace, beam_args: list[str]) -> list[str]:
@@ -100,17 +114,21 @@ def read_labels(args: argparse.Namespace, labels_are_integers: bool) -> Optional
         return parse_label_list(args.labels, labels_are_integers)
     if args.labels_file is not None:
         try:
-            text = Path(args.labels_file).read_text()
+            text = Path(args.labels_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"--labels-file {args.labels_file} is not UTF-8 text") from None
         except OSError as exc:
             raise UserError(f"cannot read --labels-file: {exc.strerror}: {args.labels_file}") from None
-        return parse_label_list(",".join(line.strip() for line in text.splitlines()), labels_are_integers)
+        # One label per line, as the help says: a label may hold commas. A BOM is not part of a label.
+        items = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
+        return typed_labels(items, labels_are_integers, "--labels-file")
     return None
 
 
 def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False) -> SynthesisConfig:
     config = SynthesisConfig(
         epsilon=args.epsilon, delta=args.delta, labels=read_labels(args, labels_are_integers),
-        radius=args.radius, clip_mode=args.clip_mode, max_clusters=args.max_clusters, rounds=args.rounds,
+        radius=args.radius, max_rows=args.max_rows, clip_mode=args.clip_mode, max_clusters=args.max_clusters, rounds=args.rounds,
         covariance=args.covariance, num_samples=args.num_samples, class_balance=args.class_balance,
         privacy_unit_column=args.privacy_unit_column, allow_large_delta=args.allow_large_delta)
     if config.epsilon > LARGE_EPSILON:

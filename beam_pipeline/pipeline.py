@@ -90,7 +90,7 @@ def build_synthesis(tables: beam.PCollection, config: SynthesisConfig, plan: Rel
         labels = tables | "DiscoverLabels" >> DiscoverLabels(label_column, plan, config)
     def validate(counted: bool) -> ValidateAndBoundFn:
         return ValidateAndBoundFn(embedding_column, label_column, plan.dimension, config.radius, config.clip_mode,
-                                  count_metrics=counted)
+                                  count_metrics=counted, max_rows=config.max_rows)
 
     label_set = beam.pvalue.AsSingleton(labels)
     # ValidBatch (main), rejected pa.Table, {counter: n}

@@ -27,7 +27,7 @@ from dpsynth.report import render_report
 from beam_pipeline import diagnostics as private, inputs, options
 from beam_pipeline.outputs import StagedOutput
 from beam_pipeline.pipeline import SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform, rejected_schema
-from transforms.sample import synthetic_table, write_json
+from transforms.sample import synthetic_schema, synthetic_table, write_json
 
 LOG = logging.getLogger("dpsynth")
 
@@ -63,7 +63,8 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
     The exact counts come from the private scratch file, never from the
     release's staging directory; they go to --diagnostics-output only.
     """
-    mixture = ReleasedMixture.from_json(_read_json(staging.path("gmm.json")))
+    mixture_json = _read_json(staging.path("gmm.json"))
+    mixture = ReleasedMixture.from_json(mixture_json)
     diagnostics = scratch.read()
     rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
     write_json(ledger.to_json(), staging.path("privacy.json"))
@@ -75,9 +76,10 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
              "released mixture": FileSystems.join(final, "gmm.json"),
              "privacy ledger": FileSystems.join(final, "privacy.json"),
              "this report": FileSystems.join(final, "report.md")}
+    figures = _write_figures(staging, mixture_json, ledger, rows_per_class)
     report = render_report(mixture, ledger, rows_per_class, files, unit_level=bool(config.privacy_unit_column),
                            diagnostics_output=diagnostics_output,
-                           rejected_output=rejected.final_dir if rejected else None)
+                           rejected_output=rejected.final_dir if rejected else None, figures=figures)
     with FileSystems.create(staging.path("report.md")) as handle:
         handle.write(report.encode())
     if rejected is not None:
@@ -86,6 +88,27 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
     if diagnostics_output:
         private.write_private(diagnostics, diagnostics_output)
     return JobSummary(final, files, ledger, mixture, rows_per_class, diagnostics)
+
+
+def _write_figures(staging: StagedOutput, mixture_json: dict, ledger: PrivacyLedger,
+                   rows_per_class: list[int]) -> dict[str, str]:
+    """PNG figures beside report.md, from released values only; {file name: title}. Never fails the run."""
+    from dpsynth.figures import release_figures
+
+    def warn(message: str) -> None:
+        print(f"dpsynth: warning: {message}", file=sys.stderr)
+
+    written = {}
+    try:
+        drawn = release_figures(mixture_json, ledger.to_json(), rows_per_class, warn)
+    except Exception as exc:  # e.g. matplotlib missing: the release stands without figures
+        warn(f"no figures were drawn: {type(exc).__name__}: {exc}")
+        return written
+    for name, (title, png) in drawn.items():
+        with FileSystems.create(staging.path(name)) as handle:
+            handle.write(png)
+        written[name] = title
+    return written
 
 
 def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], config: SynthesisConfig,
@@ -111,9 +134,10 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
     if diagnostics_output:
         private.check_location(diagnostics_output, output_dir, (), overwrite)
     staging = StagedOutput(output_dir, overwrite)
-    rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+    rejected = None
     scratch = private.PrivateScratch(diagnostics_output, output_dir)
     try:
+        rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
         paths = JobPaths(synthetic_prefix=staging.path(SYNTHETIC_PREFIX), gmm_json=staging.path("gmm.json"),
                          diagnostics_json=scratch.path,
                          rejected_prefix=rejected.path("rejected") if rejected else None)
@@ -141,21 +165,22 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
     columns = [embedding_column, label_column]
     if config.privacy_unit_column:  # user-level privacy: the reference bounds units itself
         columns.append(config.privacy_unit_column)
-    tables = []
-    for path in input_info.files:
-        with FileSystems.open(path) as handle:
-            tables.append(pq.read_table(handle, columns=columns))
-    result = synthesize_tables(tables, config, embedding_column, label_column, input_info.dimension)
-    staging = StagedOutput(output_dir, overwrite)
-    rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+    staging = StagedOutput(output_dir, overwrite)  # before any work: an existing output stops the run now
+    rejected = None
     scratch = private.PrivateScratch(diagnostics_output, output_dir)
     try:
+        rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+        tables = []
+        for path in input_info.files:
+            with FileSystems.open(path) as handle:
+                tables.append(pq.read_table(handle, columns=columns))
+        # Sampling is streamed below, chunk by chunk: memory stays bounded whatever --num-samples is.
+        result = synthesize_tables(tables, config.replace(num_samples=0), embedding_column, label_column,
+                                   input_info.dimension, progress=True)
         write_json(result.mixture.to_json(), staging.path("gmm.json"))
         label_type = input_info.label_type
-        synthetic = synthetic_table(result.synthetic_labels.tolist(), result.synthetic_embeddings,
-                                    result.synthetic_components, label_type)
-        with FileSystems.create(staging.path(f"{SYNTHETIC_PREFIX}-00000-of-00001.parquet")) as handle:
-            pq.write_table(synthetic, handle)
+        _write_local_synthetic(result.mixture, config, label_type,
+                               staging.path(f"{SYNTHETIC_PREFIX}-00000-of-00001.parquet"))
         diagnostics = {f"rejected_{k}": v for k, v in result.reject_counts.items()}
         used = result.bounded_tables if result.bounded_tables is not None else tables
         rows_read = sum(t.num_rows for t in used)
@@ -173,6 +198,27 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
         staging.abort()
         if rejected is not None:
             rejected.abort()
+
+
+def _write_local_synthetic(mixture: ReleasedMixture, config: SynthesisConfig, label_type: pa.DataType,
+                           path: str) -> None:
+    """The reference's synthetic rows, one sampling chunk (gmm.SAMPLE_CHUNK_ROWS rows) per row group.
+
+    The same chunks and seeds as dpsynth.local.sample_local and the Beam
+    sampler, written as they are drawn instead of held in memory.
+    """
+    from dpsynth import gmm
+
+    schema = synthetic_schema(label_type)
+    labels = [c.label for c in mixture.classes]
+    rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
+    with FileSystems.create(path) as handle, pq.ParquetWriter(handle, schema) as writer:
+        for class_index, chunk_index, rows in gmm.sampling_chunks(rows_per_class):
+            X, component = mixture.sample_class(class_index, rows,
+                                                gmm.sampling_rng(config.noise_seed, class_index, chunk_index))
+            writer.write_table(synthetic_table([labels[class_index]] * rows, X, component, label_type))
+        if not any(rows_per_class):
+            writer.write_table(schema.empty_table())
 
 
 def _write_local_rejected(tables, result, config, input_info, embedding_column, label_column, path) -> None:
@@ -199,6 +245,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     local, beam_args = options.split_runner(options.forward_job_labels(args, beam_args))
     extra = (args.privacy_unit_column,) if args.privacy_unit_column else ()
+    options.check_output_paths(args)
     info = inputs.inspect_parquet(args.input, args.embedding_column, args.label_column, extra, args.dimension)
     config = options.config_from_args(args, info.labels_are_integers)
     options.check_delta(config, args.min_rows)
@@ -209,6 +256,9 @@ def run(argv: Sequence[str] | None = None) -> int:
                                 label_column=args.label_column, rejected_output=args.rejected_output,
                                 overwrite=args.overwrite, diagnostics_output=args.diagnostics_output)
     else:
+        # One log line per finished pass (transforms.release), not Beam's own INFO chatter.
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s dpsynth: %(message)s", stream=sys.stderr)
+        logging.getLogger("dpsynth").setLevel(logging.INFO)
         columns = [args.embedding_column, args.label_column, *extra]
         schema = pa.schema([info.schema.field(c) for c in columns])
         def read(pipeline: beam.Pipeline, name: str = "") -> beam.PCollection:

@@ -8,7 +8,9 @@ halved; a record of norm 3R let through, i.e. sensitivity off by 3). Part 2
 audits every DP pass of a small whole run (the local reference, which calls
 the same release functions as the Beam pipeline). A bound above the claim is
 a proven bug at the stated confidence; a bound below it is what a correct
-mechanism must give.
+mechanism must give. Part 3 audits every release kind alone with the CI
+harnesses of tests/test_audit.py, correct and with noise scaled by 0.7 and
+0.8, repeated to show the spread of the bound.
 """
 from __future__ import annotations
 
@@ -79,14 +81,47 @@ def pipeline_audit(runs: int, alpha: float) -> None:
                   f"{time.time() - start:.1f} |", flush=True)
 
 
+def release_kind_audits(runs: int, alpha: float, repeats: int) -> None:
+    """Part 3: every release kind alone, as tests/test_audit.py audits it, correct and with scaled noise."""
+    import statistics
+
+    from tests.test_audit import AUDIT_DELTA, KIND_AUDITS, _kind_bound  # the CI harnesses themselves
+
+    print(f"\n## Each release kind alone ({runs} runs per dataset, confidence 1 - {alpha:g}, "
+          f"audit delta {AUDIT_DELTA}, {repeats} repeats: mean (sd) of the bound)\n")
+    print("| release | claimed epsilon | correct | noise x0.7 | noise x0.8 | seconds |")
+    print("|---|---|---|---|---|---|")
+    for name, audit in KIND_AUDITS:
+        start = time.time()
+        cells, claim = [], 0.0
+        for factor in (1.0, 0.7, 0.8):
+            bounds = []
+            for _ in range(repeats):
+                source = SecureNoise() if factor == 1.0 else ScaledNoise(SecureNoise(), factor)
+                bound, claim = _kind_bound(audit, source, runs, alpha)
+                bounds.append(bound)
+            spread = statistics.stdev(bounds) if repeats > 1 else 0.0
+            caught = sum(b > claim for b in bounds)
+            cells.append(f"{statistics.mean(bounds):.3f} ({spread:.3f}), {caught}/{repeats} above")
+        print(f"| {name} | {claim:.3f} | {' | '.join(cells)} | {time.time() - start:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=400_000)
     parser.add_argument("--pipeline-runs", type=int, default=1500)
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--kind-runs", type=int, default=100_000)
+    parser.add_argument("--kind-alpha", type=float, default=1e-8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only-kinds", action="store_true", help="run part 3 only")
     args = parser.parse_args()
+    if args.only_kinds:
+        release_kind_audits(args.kind_runs, args.kind_alpha, args.repeats)
+        return
     round_audits(args.runs, args.alpha)
     pipeline_audit(args.pipeline_runs, args.alpha)
+    release_kind_audits(args.kind_runs, args.kind_alpha, args.repeats)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,10 @@ def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, d
     released = Stats(release_gaussian(exact.count, noise.count_sigma, noise.count_grid, source, stream + ("count",)),
                      release_gaussian(exact.total, noise.sum_sigma, noise.sum_grid, source, stream + ("sum",)))
     if spec.second_moment is not None:
-        released.second = release_gaussian(exact.second, spec.second_sigma, spec.second_grid, source,
+        second = exact.second
+        if spec.second_moment == "matrix":  # aggregated unscaled (exact); packed once, here
+            second = clustering.scale_packed(second, dimension)
+        released.second = release_gaussian(second, spec.second_sigma, spec.second_grid, source,
                                            stream + ("second",))
     return released
 

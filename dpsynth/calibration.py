@@ -24,7 +24,7 @@ from dpsynth.accounting import Mechanism, PrivacyLedger, composed_epsilon
 from dpsynth.clustering import packed_size
 from dpsynth.errors import PrivacyBudgetError, UserError
 from dpsynth.noise import effective_sensitivity, grid_for
-from dpsynth.params import MAX_FULL_COVARIANCE_DIMENSION, SynthesisConfig
+from dpsynth.params import MAX_DIMENSION, MAX_FULL_COVARIANCE_DIMENSION, SynthesisConfig
 
 # The spent epsilon must land in [SPEND_FLOOR * target, target].
 SPEND_FLOOR = 0.9
@@ -184,6 +184,9 @@ def plan_releases(config: SynthesisConfig, dimension: int, discover_labels: bool
     """
     if dimension < 1:
         raise PrivacyBudgetError(f"embedding dimension must be positive, got {dimension}")
+    if dimension > MAX_DIMENSION:
+        raise UserError(f"embedding dimension {dimension} is above {MAX_DIMENSION}; project the embeddings to "
+                        "fewer dimensions first (--project-dim)")
     config = config.for_dimension(dimension)
     if needs_class_covariance(config) and dimension > MAX_FULL_COVARIANCE_DIMENSION:
         raise UserError(f"--covariance full holds a d x d matrix per class and needs d <= "

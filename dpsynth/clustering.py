@@ -16,6 +16,8 @@ from typing import Optional, Protocol
 import numpy as np
 from scipy import sparse
 
+from dpsynth.grid import snap_public
+
 # A cluster needs at least this many (noisy) rows to be kept at all.
 MIN_CLUSTER_ROWS = 10
 # Default cap on components per class when k comes from released counts.
@@ -51,7 +53,9 @@ class Stats:
 
     count: [K]; total: [K, d] (sum of rows); second: None, [K] (sum of squared
     norms), [K, d] (sum of squares per coordinate) or [K, d (d + 1) / 2] (sum
-    of outer products, packed by pack_outer). float64 throughout.
+    of outer products: while exact, the upper triangle of upper_gram; once
+    released, packed as by pack_outer). float64 throughout; for grid rows
+    (dpsynth.grid) every exact entry is an exact float64 sum.
     """
 
     count: np.ndarray
@@ -81,31 +85,51 @@ class Stats:
 # --- Bounding -----------------------------------------------------------------
 
 def safe_norms(X: np.ndarray) -> np.ndarray:
-    """Row L2 norms that do not overflow for huge finite entries."""
-    scale = np.max(np.abs(X), axis=1)
+    """Row L2 norms that neither overflow (huge entries) nor underflow (denormal rows).
+
+    A norm beyond the float range comes back as inf, never as NaN.
+    """
+    scale, inner = _scaled_norms(np.asarray(X, dtype=np.float64))
+    with np.errstate(over="ignore"):
+        return scale * inner
+
+
+def _scaled_norms(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(max |x_i|, ||x / max |x_i|||) per row: both finite for every finite row."""
+    scale = np.max(np.abs(X), axis=1) if X.shape[1] else np.zeros(len(X))
     safe = np.where(scale > 0, scale, 1.0)
-    return scale * np.linalg.norm(X / safe[:, None], axis=1)
+    return scale, np.linalg.norm(X / safe[:, None], axis=1)
 
 
-def bound_rows(X: np.ndarray, radius: float, clip_mode: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Bound every row to norm <= radius.
+def bound_rows(X: np.ndarray, radius: float, clip_mode: str, grid: Optional[float] = None
+               ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Bound every finite row to norm <= radius, on the row grid (dpsynth.grid).
 
     Returns (bounded rows as float32, mask of rows that could be bounded,
     number of rows that were clipped). With "normalize" a zero row has no
-    direction and is rejected (mask False); with "clip" every finite row is kept.
+    direction and is rejected (mask False); with "clip" every finite row is
+    kept. The direction is taken from the row divided by its largest entry,
+    so a row of denormals (norm below 1e-308) or of entries near the float
+    maximum is bounded like any other, never to NaN or inf.
     """
-    norms = safe_norms(X)
+    from dpsynth.grid import row_grid, snap_rows
+
+    X = np.asarray(X, dtype=np.float64)
+    scale, inner = _scaled_norms(X)
+    ok = scale > 0
+    safe_scale = np.where(ok, scale, 1.0)
+    direction = X / safe_scale[:, None] / np.where(ok, inner, 1.0)[:, None]  # unit rows (zero rows stay 0)
+    # scale > R already implies ||x|| > R: no product that could overflow.
+    over = (scale > radius) | (np.minimum(scale, radius) * inner > radius)
     if clip_mode == "normalize":
-        ok = norms > 0
-        scale = np.where(ok, radius / np.where(ok, norms, 1.0), 0.0)
-        clipped = int(np.count_nonzero(norms[ok] > radius))
+        bounded = direction * radius
+        clipped = int(np.count_nonzero(over & ok))
     else:
         ok = np.ones(len(X), dtype=bool)
-        over = norms > radius
-        scale = np.where(over, radius / np.where(over, norms, 1.0), 1.0)
+        bounded = np.where(over[:, None], direction * radius, X)
         clipped = int(np.count_nonzero(over))
-    bounded = X * scale[:, None]
-    return bounded.astype(np.float32), ok, clipped
+    grid = row_grid(radius) if grid is None else grid
+    return snap_rows(bounded, radius, grid), ok, clipped
 
 
 # --- Partitioners: which key of its class a row feeds ------------------------------
@@ -143,8 +167,10 @@ class SimHash:
         return 1 << len(self.directions)
 
     def keys(self, X: np.ndarray) -> np.ndarray:
-        # In the rows' own precision (float32): no float64 copy of the batch.
-        bits = ((X - self.centre.astype(X.dtype)) @ self.directions.T.astype(X.dtype)) > 0
+        # x . v > c . v with v on a public grid: exact for grid rows (dpsynth.grid.snap_public), so a
+        # row's key does not depend on its batch or runner.
+        directions = snap_public(self.directions)
+        bits = (np.asarray(X, dtype=np.float64) @ directions.T) > (self.centre.astype(np.float64) @ directions.T)
         return bits.astype(np.int64) @ (1 << np.arange(len(self.directions), dtype=np.int64))
 
 
@@ -159,8 +185,10 @@ class NearestCentre:
         return len(self.centres)
 
     def keys(self, X: np.ndarray) -> np.ndarray:
-        centres = self.centres.astype(X.dtype)
-        distances = np.sum(centres**2, axis=1)[None, :] - 2.0 * (X @ centres.T)
+        # Centres on a public grid: x . c is exact for grid rows, so ties and near-ties break the
+        # same way in every batch and on every runner.
+        centres = snap_public(self.centres)
+        distances = np.sum(centres**2, axis=1)[None, :] - 2.0 * (np.asarray(X, dtype=np.float64) @ centres.T)
         return np.argmin(distances, axis=1)
 
 
@@ -174,6 +202,26 @@ def simhash_directions(dimension: int, bits: int) -> np.ndarray:
 
 def packed_size(dimension: int) -> int:
     return dimension * (dimension + 1) // 2
+
+
+def upper_gram(X: np.ndarray) -> np.ndarray:
+    """sum_i x_i x_i^T as its upper triangle, unscaled: what key_stats aggregates.
+
+    For grid rows (dpsynth.grid) every entry is an exact float64 sum, so
+    partial results add up exactly in any order; the sqrt(2) scaling of
+    pack_outer, which would leave the grid, is applied once to the combined
+    total (scale_packed) just before the noise.
+    """
+    d = X.shape[1]
+    gram = X.T @ X
+    rows, cols = np.triu_indices(d)
+    return gram[rows, cols]
+
+
+def scale_packed(upper: np.ndarray, dimension: int) -> np.ndarray:
+    """upper_gram's entries -> pack_outer's (off-diagonal entries times sqrt(2))."""
+    rows, cols = np.triu_indices(dimension)
+    return upper * np.where(rows == cols, 1.0, math.sqrt(2.0))
 
 
 def pack_outer(X: np.ndarray) -> np.ndarray:
@@ -213,7 +261,8 @@ def key_stats(keys: np.ndarray, X: np.ndarray, num_keys: int, second_moment: Sec
     elif second_moment == "diagonal":
         stats.second = np.asarray(indicator @ (X64 * X64))
     elif second_moment == "matrix":
-        stats.second = np.stack([pack_outer(X64[keys == key]) for key in range(num_keys)])
+        # Unscaled upper triangle while private: release_class_stats scales the combined total.
+        stats.second = np.stack([upper_gram(X64[keys == key]) for key in range(num_keys)])
     return stats
 
 

@@ -37,7 +37,8 @@ class ClassMixture:
     note: str = ""
     # Full covariance only: component j's covariance is variances[j] * shape.
     # shape [d, d] is symmetric positive definite with trace d (mean eigenvalue 1);
-    # shrinkage is how far it was pulled towards the identity (1: spherical).
+    # shrinkage is how far it was pulled towards the pooled within-class shape of all
+    # fitted classes (1: the pooled shape).
     shape: Optional[np.ndarray] = None
     shrinkage: Optional[float] = None
 
@@ -141,6 +142,22 @@ class ReleasedMixture:
             X *= np.minimum(1.0, self.radius / np.maximum(norms, 1e-300))
         return X.astype(np.float32), component.astype(np.int32)
 
+    def sample(self, num_samples: Optional[int] = None, class_balance: str = "proportional",
+               noise_seed: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draw rows afresh: (embeddings float32 [m, d], labels [m], component int32 [m]).
+
+        Post-processing of the release: any number of draws, any class
+        balance, no privacy cost. noise_seed is TEST ONLY (repeatable draws).
+        """
+        rows = self.samples_per_class(num_samples, class_balance)
+        parts = [(class_index, *self.sample_class(class_index, n, sampling_rng(noise_seed, class_index, chunk)))
+                 for class_index, chunk, n in sampling_chunks(rows)]
+        X = np.concatenate([np.zeros((0, self.dimension), np.float32)] + [p[1] for p in parts])
+        component = np.concatenate([np.zeros(0, np.int32)] + [p[2] for p in parts])
+        values = np.asarray([c.label for c in self.classes])
+        labels = np.repeat(values[[p[0] for p in parts]] if parts else values[:0], [len(p[1]) for p in parts])
+        return X, labels, component
+
 
 def sampling_chunks(rows_per_class: list[int]) -> Iterator[tuple[int, int, int]]:
     """(class_index, chunk_index, rows) work items of at most SAMPLE_CHUNK_ROWS rows."""
@@ -170,6 +187,11 @@ def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str
     (packed second-moment matrix, count released with it, noise sigma).
     """
     floor = VARIANCE_FLOOR * radius**2 / dimension
+    pooled_shape = None
+    if covariance == "full":
+        pooled_shape = pooled_within_shape(final, class_second_moments or {}, class_sigmas or {}, dimension=dimension,
+                                           radius=radius, clip_mode=clip_mode, count_sigma=count_sigma,
+                                           sum_sigma=sum_sigma)
     classes = []
     for class_id, label in enumerate(labels):
         class_count_sigma, class_sum_sigma = (class_sigmas or {}).get(class_id, (count_sigma, sum_sigma))
@@ -206,13 +228,8 @@ def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str
         spherical = np.maximum((mean_sq_norm - np.minimum(sq_mean_norm, mean_sq_norm)) / dimension, floor)
         shape = shrinkage = None
         if second_matrix is not None:
-            weights = n / n.sum()
-            # Within-component scatter: second moment minus the components' mean outer products,
-            # each noisy mean's own noise (sigma^2 / n_j^2 per coordinate) taken back out.
-            between = (means * weights[:, None]).T @ means
-            between -= np.sum(weights * class_sum_sigma**2 / n**2) * np.eye(dimension)
-            noise_fro2 = packed_size(dimension) * matrix_sigma**2 / max(matrix_count, 1.0) ** 2
-            shape, shrinkage = shrink_covariance(second_matrix - between, noise_fro2)
+            within, noise_fro2 = within_scatter(second_matrix, means, n, class_sum_sigma, matrix_sigma, matrix_count)
+            shape, shrinkage = shrink_covariance(within, noise_fro2, pooled_shape)
         if covariance == "diagonal":
             raw_mean = kept.total / n[:, None]
             per_coord = kept.second / n[:, None] - raw_mean**2 + class_sum_sigma**2 / n[:, None] ** 2
@@ -237,24 +254,83 @@ def class_second_matrix(packed: np.ndarray, noisy_count: float, dimension: int, 
     return matrix
 
 
-def shrink_covariance(noisy: np.ndarray, noise_fro2: float) -> tuple[np.ndarray, float]:
-    """Shape (trace d) of a noisy covariance, shrunk towards the identity by its known noise.
+def within_scatter(second_matrix: np.ndarray, means: np.ndarray, counts: np.ndarray, sum_sigma: float,
+                   matrix_sigma: float, matrix_count: float) -> tuple[np.ndarray, float]:
+    """A class's within-component covariance from its released E[x x^T], and its noise's E||.||_F^2.
 
-    With C = C0 + E and E's expected squared Frobenius norm known from the
-    plan, the mix (1 - a) C + a tr(C)/d I closest to C0 has
-    a = E||E||^2 / E||C - tr(C)/d I||^2, estimated by plugging in the noisy C
-    (the shrinkage of Ledoit and Wolf, with the noise known instead of
-    estimated). Much noise gives a = 1, the spherical model; none gives the
-    sample covariance. Eigenvalues are then floored so the shape stays
-    positive definite. Returns (shape, a).
+    The components' mean outer products are taken off, each noisy mean's own
+    noise (sigma^2 / n_j^2 per coordinate) taken back out of them.
+    """
+    dimension = len(second_matrix)
+    weights = counts / counts.sum()
+    between = (means * weights[:, None]).T @ means
+    between -= np.sum(weights * sum_sigma**2 / counts**2) * np.eye(dimension)
+    noise_fro2 = packed_size(dimension) * matrix_sigma**2 / max(matrix_count, 1.0) ** 2
+    return second_matrix - between, noise_fro2
+
+
+def pooled_within_shape(final: dict[int, Stats], class_second_moments: dict[int, tuple[np.ndarray, float, float]],
+                        class_sigmas: dict[int, tuple[float, float]], *, dimension: int, radius: float,
+                        clip_mode: str, count_sigma: float, sum_sigma: float) -> Optional[np.ndarray]:
+    """The shape (trace d) of the count-weighted mean of every fitted class's within covariance.
+
+    It is the shrinkage target of each class's own shape: classes embedded by
+    one encoder share most of their covariance structure, and the pooled
+    matrix averages C classes' independent noise, so a class whose own
+    matrix is swamped falls back on the shared shape (the linear
+    discriminant's model) rather than on a sphere. The pooled matrix is
+    itself shrunk towards the identity by its own (smaller) noise. Pure
+    post-processing of released values; None when no class can be fitted.
+    """
+    total = np.zeros((dimension, dimension))
+    weight_sum = 0.0
+    noise_fro2 = 0.0
+    parts = []
+    for class_id, (packed, matrix_count, matrix_sigma) in class_second_moments.items():
+        stats = final.get(class_id)
+        class_count_sigma, class_sum_sigma = class_sigmas.get(class_id, (count_sigma, sum_sigma))
+        if stats is None:
+            continue
+        alive = stats.count >= min_rows_to_keep(class_count_sigma)
+        if not alive.any() or matrix_count < min_rows_to_keep(class_count_sigma):
+            continue
+        kept = Stats(stats.count[alive], stats.total[alive])
+        second = class_second_matrix(packed, matrix_count, dimension, radius, clip_mode)
+        within, class_noise = within_scatter(second, noisy_means(kept, radius), kept.count, class_sum_sigma,
+                                             matrix_sigma, matrix_count)
+        parts.append((matrix_count, within, class_noise))
+        weight_sum += matrix_count
+    if not parts:
+        return None
+    for matrix_count, within, class_noise in parts:
+        share = matrix_count / weight_sum
+        total += share * within
+        noise_fro2 += share**2 * class_noise
+    shape, _ = shrink_covariance(total, noise_fro2)
+    return shape
+
+
+def shrink_covariance(noisy: np.ndarray, noise_fro2: float, target_shape: Optional[np.ndarray] = None
+                      ) -> tuple[np.ndarray, float]:
+    """Shape (trace d) of a noisy covariance, shrunk towards a target shape by its known noise.
+
+    The target is tr(C)/d times target_shape (trace d; the identity when
+    None). With C = C0 + E and E's expected squared Frobenius norm known from
+    the plan, the mix (1 - a) C + a T closest to C0 has
+    a = E||E||^2 / E||C - T||^2, estimated by plugging in the noisy C (the
+    shrinkage of Ledoit and Wolf, with the noise known instead of estimated).
+    Much noise gives a = 1, the target; none gives the sample covariance.
+    Eigenvalues are then floored so the shape stays positive definite.
+    Returns (shape, a).
     """
     dimension = len(noisy)
     level = np.trace(noisy) / dimension
     if not np.isfinite(level) or level <= 0:
-        return np.eye(dimension), 1.0
-    deviation = float(np.sum((noisy - level * np.eye(dimension)) ** 2))
+        return (np.eye(dimension) if target_shape is None else target_shape.copy()), 1.0
+    target = level * (np.eye(dimension) if target_shape is None else target_shape)
+    deviation = float(np.sum((noisy - target) ** 2))
     shrinkage = 1.0 if deviation <= noise_fro2 else noise_fro2 / deviation
-    mixed = (1.0 - shrinkage) * noisy + shrinkage * level * np.eye(dimension)
+    mixed = (1.0 - shrinkage) * noisy + shrinkage * target
     eigenvalues, vectors = np.linalg.eigh(mixed)
     eigenvalues = np.maximum(eigenvalues, SHAPE_FLOOR_FRACTION * level)
     shape = (vectors * eigenvalues) @ vectors.T

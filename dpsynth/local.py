@@ -56,7 +56,8 @@ def synthesize_arrays(embeddings: np.ndarray, labels: Sequence[Any] | np.ndarray
 
 
 def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embedding_column: str = "embedding",
-                      label_column: str = "label", dimension: Optional[int] = None) -> LocalResult:
+                      label_column: str = "label", dimension: Optional[int] = None,
+                      progress: bool = False) -> LocalResult:
     """The reference on pyarrow Tables. d: `dimension`, else the first table's declared schema size.
 
     No decision depends on a row: an empty input gives a normal all-noise
@@ -81,7 +82,8 @@ def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embed
         for t in tables:
             counts.update(v for v in t.column(label_column).to_pylist() if v is not None)
         labels = algorithm.select_labels(dict(counts), plan, source)
-    spec = InputSpec(embedding_column, label_column, dimension, tuple(labels), config.radius, config.clip_mode)
+    spec = InputSpec(embedding_column, label_column, dimension, tuple(labels), config.radius, config.clip_mode,
+                     config.max_rows)
     batches: list[ValidBatch] = []
     rejects: collections.Counter = collections.Counter()
     clipped = 0
@@ -90,7 +92,7 @@ def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embed
         batches.append(result.valid)
         rejects.update(result.reason_counts)
         clipped += result.clipped
-    mixture = fit_local(batches, spec.labels, plan, config, source)
+    mixture = fit_local(batches, spec.labels, plan, config, source, progress)
     X, y, component = sample_local(mixture, config)
     if unit_rejected is not None:
         rejects[privacy_units.MISSING_UNIT_REASON] += unit_rejected.num_rows
@@ -99,19 +101,38 @@ def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embed
 
 
 def fit_local(batches: list[ValidBatch], labels: tuple[Any, ...], plan: ReleasePlan, config: SynthesisConfig,
-              source) -> gmm.ReleasedMixture:
+              source, progress: bool = False) -> gmm.ReleasedMixture:
+    """The passes in sequence; progress=True shows a bar per pass (pass i of N, rows, rows/s,
+    elapsed) on stderr when it is a terminal (tqdm), and nothing otherwise."""
     state = algorithm.initial_state(labels, plan)
+    num_passes = 2 + config.rounds
+    rows = sum(len(batch.class_ids) for batch in batches)
     while state.next_pass is not None:
         spec = state.next_pass
         exact: dict[int, clustering.Stats] = {}
+        bar = _pass_bar(progress, spec.index + 1, num_passes, spec.name, rows)
         for batch in batches:
             for class_id, stats in clustering.partial_stats(batch.class_ids, batch.embeddings, spec.partitioners,
                                                             spec.second_moment).items():
                 exact[class_id] = exact[class_id].add(stats) if class_id in exact else stats
+            if bar is not None:
+                bar.update(len(batch.class_ids))
+        if bar is not None:
+            bar.close()
         released = algorithm.release_pass(exact, spec, plan.dimension, source)
         state = algorithm.advance(state, released, plan, config)
     assert state.mixture is not None
     return state.mixture
+
+
+def _pass_bar(progress: bool, index: int, num_passes: int, name: str, rows: int):
+    if not progress:
+        return None
+    import sys
+
+    from tqdm.auto import tqdm
+    return tqdm(total=rows, desc=f"pass {index} of {num_passes} ({name})", unit="rows", unit_scale=True,
+                disable=not sys.stderr.isatty())
 
 
 def sample_local(mixture: gmm.ReleasedMixture, config: SynthesisConfig

@@ -107,7 +107,12 @@ def release_gaussian(value: np.ndarray, sigma: float, grid: float, source: Noise
     """
     value = np.asarray(value, dtype=np.float64)
     if sigma == 0:
-        return value.copy()
-    on_grid = np.round(value / grid)
-    noise = np.round(source.standard_normal(value.shape, stream) * (sigma / grid))
-    return (on_grid + noise) * grid
+        released = value.copy()
+    else:
+        on_grid = np.round(value / grid)
+        noise = np.round(source.standard_normal(value.shape, stream) * (sigma / grid))
+        released = (on_grid + noise) * grid
+    observe = getattr(source, "observe", None)
+    if observe is not None:  # audit instrumentation (dpsynth.auditing.RecordingNoise); never on a real run
+        observe(tuple(stream), value, float(sigma), float(grid), released)
+    return released

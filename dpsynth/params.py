@@ -12,6 +12,7 @@ import math
 from typing import Any, Optional
 
 from dpsynth.errors import UserError
+from dpsynth.grid import DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT
 
 CLIP_MODES = ("normalize", "clip")
 COVARIANCES = ("auto", "spherical", "diagonal", "full")
@@ -30,6 +31,17 @@ CLASS_BALANCES = ("proportional", "balanced")
 
 # Above this epsilon the guarantee is weak enough that users deserve a warning.
 LARGE_EPSILON = 10.0
+# Public bounds on the parameters, so that no value makes calibration, bounding
+# or sampling run away (time, memory, float range). Beyond MAX_EPSILON a DP
+# guarantee means nothing and calibration time and memory grow without bound;
+# below MIN_DELTA dp-accounting's Gaussian calibration fails; RADIUS_RANGE keeps
+# R^2 and the noise scales normal float64 numbers; MAX_NUM_SAMPLES and
+# MAX_DIMENSION bound what one run may write and hold per component.
+MAX_EPSILON = 100.0
+MIN_DELTA = 1e-12
+RADIUS_RANGE = (2.0**-40, 2.0**40)
+MAX_NUM_SAMPLES = 10**9
+MAX_DIMENSION = 65536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +63,7 @@ class SynthesisConfig:
     covariance: "spherical" (one variance per component), "diagonal"
       (one per coordinate; costs a release of per-coordinate second moments)
       or "full" (each class's components share the shape of one released
-      d x d within-component covariance, shrunk towards spherical as far as
+      d x d within-component covariance, shrunk towards the pooled within-class shape as far as
       its noise demands, each component keeping its own scale; costs a
       second-moment matrix per class, d <= 1024). "auto" (the default) is
       "full" up to d = 1024 (while all classes' matrices stay within 2^25
@@ -66,6 +78,12 @@ class SynthesisConfig:
       (chosen at random) before any aggregation: user-level DP.
     allow_large_delta: accept delta >= 1/n (normally refused: such a delta
       permits releasing a record outright).
+    max_rows: a PUBLIC upper bound on the number of rows (default 2^31). It
+      fixes the grid that bounded rows are snapped to so that every
+      aggregate is an exact, order-independent float64 sum (dpsynth.grid);
+      never derived from the private n. More rows than this are not refused
+      (that would be a decision on an exact fact), but their second-moment
+      sums are then no longer guaranteed exact.
     noise_seed, disable_noise: TEST ONLY. Either makes the output not private
       and every output file says so.
     """
@@ -84,14 +102,25 @@ class SynthesisConfig:
     allow_large_delta: bool = False
     noise_seed: Optional[int] = None
     disable_noise: bool = False
+    max_rows: int = DEFAULT_MAX_ROWS
 
     def __post_init__(self) -> None:
         _require(_finite(self.epsilon) and self.epsilon > 0,
                  f"--epsilon must be a positive finite number, got {self.epsilon!r}")
+        _require(self.epsilon <= MAX_EPSILON,
+                 f"--epsilon {self.epsilon:g} is above {MAX_EPSILON:g}, where a DP guarantee means nothing; "
+                 f"choose at most {MAX_EPSILON:g}")
         _require(_finite(self.delta) and 0 < self.delta < 1,
                  f"--delta must lie strictly between 0 and 1, got {self.delta!r}")
+        _require(self.delta >= MIN_DELTA, f"--delta {self.delta:g} is below {MIN_DELTA:g}, the smallest delta "
+                                          "dpsynth calibrates; choose a delta in [1e-12, 1)")
         _require(_finite(self.radius) and self.radius > 0,
                  f"--radius must be a positive finite number, got {self.radius!r}")
+        _require(RADIUS_RANGE[0] <= self.radius <= RADIUS_RANGE[1],
+                 f"--radius {self.radius:g} is outside [2^-40, 2^40]; rescale the embeddings instead")
+        _require(isinstance(self.max_rows, int) and not isinstance(self.max_rows, bool)
+                 and 1 <= self.max_rows <= MAX_ROWS_LIMIT,
+                 f"--max-rows must be an integer in [1, 2^45], got {self.max_rows!r}")
         _require(self.clip_mode in CLIP_MODES,
                  f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {self.clip_mode!r}")
         _require(self.covariance in COVARIANCES,
@@ -104,6 +133,9 @@ class SynthesisConfig:
                  f"--max-clusters must be an integer in [1, 4096], got {self.max_clusters!r}")
         _require(self.num_samples is None or (isinstance(self.num_samples, int) and self.num_samples >= 0),
                  f"--num-samples must be a non-negative integer, got {self.num_samples!r}")
+        _require(self.num_samples is None or self.num_samples <= MAX_NUM_SAMPLES,
+                 f"--num-samples {self.num_samples} is above {MAX_NUM_SAMPLES:,}, the most one run writes; "
+                 "ask for fewer rows")
         if self.labels is not None:
             _require(len(self.labels) > 0, "--labels must name at least one label")
             _require(len(set(self.labels)) == len(self.labels), "--labels contains a duplicate label")
@@ -134,15 +166,27 @@ class SynthesisConfig:
         return dataclasses.replace(self, **changes)
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def parse_label_list(text: str, as_int: bool) -> tuple[Any, ...]:
     """Parse a comma-separated public label list, typed like the label column."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
+    return typed_labels([item.strip() for item in text.split(",") if item.strip()], as_int, "--labels", text)
+
+
+def typed_labels(items: list[str], as_int: bool, flag: str = "--labels", text: str = "") -> tuple[Any, ...]:
+    """Labels typed like the label column; an integer label must fit the column's int64."""
     if not as_int:
         return tuple(items)
     try:
-        return tuple(int(item) for item in items)
+        labels = tuple(int(item) for item in items)
     except ValueError:
-        raise UserError(f"the label column holds integers but --labels has a non-integer in {text!r}") from None
+        raise UserError(f"the label column holds integers but {flag} has a non-integer in "
+                        f"{(text or ', '.join(items))[:200]!r}") from None
+    for label in labels:
+        if not INT64_MIN <= label <= INT64_MAX:
+            raise UserError(f"{flag} label {str(label)[:40]} does not fit a 64-bit integer label column")
+    return labels
 
 
 def _finite(value: Any) -> bool:

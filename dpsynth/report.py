@@ -9,7 +9,8 @@ from dpsynth.gmm import ReleasedMixture
 
 def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_class: list[int],
                   files: dict[str, str], *, unit_level: bool, diagnostics_output: Optional[str] = None,
-                  rejected_output: Optional[str] = None) -> str:
+                  rejected_output: Optional[str] = None,
+                  figures: Optional[dict[str, str]] = None) -> str:
     """report.md: public facts and DP releases only (it is shared with the release)."""
     lines = ["# dpsynth run report", ""]
     if not mixture.private:
@@ -29,8 +30,9 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
               f" of radius {mixture.radius:g}; {mixture.covariance} covariances", ""]
     full = mixture.covariance == "full"
     if full:
-        lines += ["Shrinkage: how far each class's released covariance shape was pulled towards spherical",
-                  "by its noise (0: the estimated covariance as is, 1: spherical).", ""]
+        lines += ["Shrinkage: how far each class's released covariance shape was pulled towards the pooled",
+                  "within-class shape of all classes by its noise (0: the class's own estimate as is,",
+                  "1: the pooled shape).", ""]
     lines += ["| label | noisy count | components | synthetic rows |" + (" shrinkage |" if full else "") + " note |",
               "|---|---|---|---|" + ("---|" if full else "") + "---|"]
     for cls, rows in zip(mixture.classes, rows_per_class):
@@ -41,7 +43,13 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
         if full:
             shrinkage = " - |" if cls.shrinkage is None else f" {cls.shrinkage:.2f} |"
         lines.append(f"| {cls.label} | {cls.noisy_count:.0f} | {cls.num_components} | {rows} |{shrinkage} {note} |")
-    lines += ["", f"Synthetic rows in all: {sum(rows_per_class)}", "", "## Files", ""]
+    lines += ["", f"Synthetic rows in all: {sum(rows_per_class)}", ""]
+    if figures:  # {file name beside report.md: title}
+        from dpsynth.figures import STATEMENT
+        lines += ["## Figures", "", STATEMENT, ""]
+        lines += [f"![{title}]({name})" for name, title in figures.items()]
+        lines += [""]
+    lines += ["## Files", ""]
     lines += [f"- {name}: `{path}`" for name, path in files.items()]
     lines += ["", "## What this directory does not hold", "",
               "Every number in this directory is a differentially private release or a post-processing",

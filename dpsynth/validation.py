@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from dpsynth.clustering import bound_rows
 from dpsynth.errors import UserError
+from dpsynth.grid import DEFAULT_MAX_ROWS, row_grid
 
 REJECT_REASON_COLUMN = "reject_reason"
 # Checked in this order; a row gets the first reason that applies.
@@ -34,6 +35,11 @@ class InputSpec:
     labels: tuple[Any, ...]
     radius: float
     clip_mode: str
+    max_rows: int = DEFAULT_MAX_ROWS  # public bound on rows: fixes the row grid (dpsynth.grid)
+
+    @property
+    def grid(self) -> float:
+        return row_grid(self.radius, self.max_rows)
 
     @property
     def label_array(self) -> pa.Array:
@@ -45,7 +51,7 @@ class ValidBatch:
     """Rows that passed: class index per row and bounded embeddings (float32)."""
 
     class_ids: np.ndarray  # [n] int32, index into InputSpec.labels
-    embeddings: np.ndarray  # [n, d] float32, norm <= R
+    embeddings: np.ndarray  # [n, d] float32 on the row grid (dpsynth.grid), norm <= R exactly
 
     def __len__(self) -> int:
         return len(self.class_ids)
@@ -120,7 +126,7 @@ def validate_table(table: pa.Table, spec: InputSpec) -> ValidationResult:
     # X holds the rows that had the right shape; keep those that passed everything.
     shaped_rows = np.flatnonzero(_shaped_mask(reason))
     passing = reason[shaped_rows] < 0
-    bounded, boundable, clipped = bound_rows(X[passing], spec.radius, spec.clip_mode)
+    bounded, boundable, clipped = bound_rows(X[passing], spec.radius, spec.clip_mode, spec.grid)
     keep_rows = shaped_rows[passing]
     reason[keep_rows[~boundable]] = REJECT_REASONS.index("zero_norm")
     keep_rows = keep_rows[boundable]

@@ -62,6 +62,16 @@ def files(tmp_path_factory) -> dict[str, str]:
         [("embedding", pa.list_(pa.float64())), ("label", pa.int64())])))
     units = good.append_column("person", pa.array(np.arange(good.num_rows) % 100))
     write("units", units)
+    for name, later in (("drift_values", pa.table({"embedding": pa.array([["x", "y", "z", "w"]] * 7),
+                                                   "label": pa.array([0] * 7)})),
+                        ("drift_labels", pa.table({"embedding": pa.array([[1.0, 0.0, 0.0, 0.0]] * 7),
+                                                   "label": pa.array(["0"] * 7)})),
+                        ("drift_column", pa.table({"vec": pa.array([[1.0, 0.0, 0.0, 0.0]] * 7),
+                                                   "label": pa.array([0] * 7)}))):
+        os.makedirs(root / name)
+        pq.write_table(_good(), root / name / "a.parquet")
+        pq.write_table(later, root / name / "b.parquet")
+        paths[name] = str(root / name / "*.parquet")
     return paths
 
 
@@ -123,6 +133,22 @@ USER_ERRORS = {
     "clusters zero": ("good", BASE + ["--max-clusters", "0"], "--max-clusters must be an integer"),
     "samples negative": ("good", BASE + ["--num-samples", "-3"], "--num-samples must be a non-negative"),
     "bad clip mode": ("good", BASE + ["--clip-mode", "squash"], "invalid choice"),
+    # extreme numeric parameters: bounded by public constants, refused before any work
+    "delta denormal": ("good", ["--epsilon", "1", "--delta", "1e-320"], "--delta 9.99989e-321 is below 1e-12"),
+    "epsilon huge": ("good", ["--epsilon", "1e6", "--delta", "1e-6"], "is above 100"),
+    "radius tiny": ("good", BASE + ["--radius", "1e-300"], "is outside [2^-40, 2^40]"),
+    "radius huge": ("good", BASE + ["--radius", "1e300"], "is outside [2^-40, 2^40]"),
+    "label beyond int64": ("good", ["--epsilon", "1", "--delta", "1e-6", "--labels", "0,99999999999999999999"],
+                           "does not fit a 64-bit integer"),
+    "rounds huge": ("good", BASE + ["--rounds", "1000000"], "--rounds must be an integer in [1, 50]"),
+    "clusters huge": ("good", BASE + ["--max-clusters", "100000000"], "--max-clusters must be an integer"),
+    # sizes that could exhaust memory
+    "dimension huge": ("good", BASE + ["--dimension", "1000000000"], "is above 65536"),
+    "samples huge": ("good", BASE + ["--num-samples", "100000000000"], "is above 1,000,000,000"),
+    # later files of a glob whose schema differs from the first: one line from the footers
+    "later file with non-numeric embeddings": ("drift_values", BASE, "b.parquet differs from"),
+    "later file with string labels": ("drift_labels", BASE, "its labels ('label') are string"),
+    "later file without the embedding column": ("drift_column", BASE, "b.parquet differs from"),
     "full covariance above its dimension cap": ("wide", BASE + ["--covariance", "full", "--allow-large-delta"],
                                                 "needs d <= 1024, got d = 1100"),
 }
@@ -236,23 +262,50 @@ def test_malformed_rows_are_counted_dead_letters(runner, tmp_path, capsys):
     assert "| 2 |" in report and "no synthetic rows" in report
 
 
-@pytest.mark.parametrize("runner", ["local", "FnApiRunner"])
-def test_a_file_with_non_numeric_values_in_a_glob_is_dead_lettered(runner, tmp_path, capsys):
-    # The driver checks the first file's schema; a later file whose embedding
-    # holds strings is caught row by row on the workers, not by a crash.
-    os.makedirs(tmp_path / "in")
-    pq.write_table(_good(300), tmp_path / "in" / "a.parquet")
-    pq.write_table(pa.table({"embedding": pa.array([["x", "y", "z", "w"]] * 7), "label": pa.array([0] * 7)}),
-                   tmp_path / "in" / "b.parquet")
-    code, _, err = _run(["--input", str(tmp_path / "in" / "*.parquet"), *BASE, "--rejected-output",
-                         str(tmp_path / "rejected"), "--diagnostics-output", str(tmp_path / "d.json")],
-                        tmp_path, capsys, runner)
-    assert code == 0, err
-    counts = json.loads((tmp_path / "d.json").read_text())["counts"]
-    assert counts["rejected_non_numeric"] == 7 and counts["rows_read"] == 307
-    rejected = pq.read_table(str(tmp_path / "rejected"))
-    assert rejected.column("reject_reason").to_pylist() == ["non_numeric"] * 7
+def test_schema_drift_also_stops_a_beam_run_on_the_driver(files, tmp_path, capsys):
+    code, _, err = _run(["--input", files["drift_values"], *BASE], tmp_path, capsys, runner="FnApiRunner")
+    assert code == 2 and err.count("\n") == 1 and "b.parquet differs from" in err
 
+
+def test_a_labels_file_holds_one_label_per_line_commas_included(tmp_path, capsys):
+    table = pa.table({"embedding": pa.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]] * 150,
+                                            pa.list_(pa.float32(), 4)),
+                      "label": ["red, dark", "blue"] * 150})
+    pq.write_table(table, tmp_path / "in.parquet")
+    (tmp_path / "labels.txt").write_text("\ufeffred, dark\nblue\n\n")  # a BOM, a comma, a blank line
+    code, _, err = _run(["--input", str(tmp_path / "in.parquet"), "--epsilon", "2", "--delta", "1e-6",
+                         "--labels-file", str(tmp_path / "labels.txt")], tmp_path, capsys)
+    assert code == 0, err
+    gmm = json.loads((tmp_path / "out" / "gmm.json").read_text())
+    assert [c["label"] for c in gmm["classes"]] == ["red, dark", "blue"]
+
+
+def test_gs_without_credentials_fails_on_the_driver_in_one_line(tmp_path, capsys, monkeypatch):
+    # A credentials file that does not exist: google.auth fails at once, before any network use.
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    monkeypatch.delenv("DPSYNTH_SKIP_GCS_CHECK", raising=False)
+    for runner in ("local", "FnApiRunner"):
+        code, _, err = _run(["--input", "gs://dpsynth-no-such-bucket/in/*.parquet", *BASE], tmp_path, capsys,
+                            runner=runner)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "gs://dpsynth-no-such-bucket" in err and "credentials" in err and "Traceback" not in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_stderr_holds_no_third_party_warning_before_an_error(tmp_path):
+    # A fresh interpreter, as a user runs it: Beam's import warning ("apitools not found") must not
+    # precede dpsynth's one line.
+    import subprocess
+    import sys
+
+    for command in ([sys.executable, "-m", "beam_pipeline.cli", "synthesize"],
+                    [sys.executable, "-m", "beam_pipeline.synthesize"]):
+        done = subprocess.run([*command, "--input", str(tmp_path / "nope.parquet"), "--output",
+                               str(tmp_path / "out"), *BASE], capture_output=True, text=True, timeout=120,
+                              env={k: v for k, v in os.environ.items() if k != "DPSYNTH_VERBOSE"})
+        assert done.returncode == 2
+        assert done.stderr.splitlines() == [f"dpsynth: error: no input file matches "
+                                            f"'{tmp_path / 'nope.parquet'}'"], done.stderr
 
 
 # --- release-dp: the release directory holds DP values only (issue 13, points 1-3)

@@ -3,13 +3,17 @@ import pytest
 
 from dpsynth import clustering
 from dpsynth.clustering import NearestCentre, SimHash, Stats, WholeClass
+from dpsynth.grid import row_grid
 
 
 def test_bound_rows_normalises_and_rejects_zero_rows():
     X = np.array([[3.0, 4.0], [0.0, 0.0], [0.3, 0.4], [1e300, 1e300]])
     bounded, ok, clipped = clustering.bound_rows(X, 2.0, "normalize")
     assert ok.tolist() == [True, False, True, True]
-    np.testing.assert_allclose(np.linalg.norm(bounded[ok], axis=1), 2.0, rtol=1e-6)
+    # On the row grid g (dpsynth.grid): never above R, at most 2 g below it.
+    norms = np.linalg.norm(bounded[ok].astype(np.float64), axis=1)
+    g = row_grid(2.0)
+    assert np.all(norms <= 2.0) and np.all(norms >= 2.0 - 2 * g)
     assert clipped == 2  # rows 0 and 3 had norm above R
 
 
@@ -17,7 +21,8 @@ def test_bound_rows_clip_keeps_short_rows():
     X = np.array([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]])
     bounded, ok, clipped = clustering.bound_rows(X, 1.0, "clip")
     assert ok.all() and clipped == 1
-    np.testing.assert_allclose(bounded, [[0.6, 0.8], [0.3, 0.4], [0.0, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(bounded, [[0.6, 0.8], [0.3, 0.4], [0.0, 0.0]], atol=row_grid(1.0))
+    assert np.all(np.linalg.norm(bounded.astype(np.float64), axis=1) <= 1.0)
 
 
 def test_key_stats_matches_a_python_loop():
@@ -99,7 +104,7 @@ def test_packed_outer_products_keep_the_frobenius_norm_and_unpack_exactly():
     keys = rng.integers(0, 3, 40)
     stats = clustering.key_stats(keys, X, 3, "matrix")
     for k in range(3):
-        np.testing.assert_allclose(stats.second[k], clustering.pack_outer(X[keys == k]), atol=1e-12)
+        np.testing.assert_allclose(stats.second[k], clustering.upper_gram(X[keys == k]), atol=1e-12)
     merged = clustering.Stats.zeros(3, 5, "matrix").add(stats)
     np.testing.assert_allclose(merged.second, stats.second)
 

@@ -10,7 +10,11 @@ def test_demo_quick(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--output", str(out), "--runner=DirectRunner"]) == 0
     printed = capsys.readouterr().out
-    assert "[demo 5/5" in printed  # progress lines
+    assert "[demo 6/6" in printed  # progress lines
+    assert "Privacy-utility (delta=1e-05" in printed
+    results_sweep = json.loads((out / "demo-results.json").read_text())["sweep"]
+    assert [p["epsilon"] for p in results_sweep] == [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert (out / "privacy-utility.png").read_bytes().startswith(b"\x89PNG")
     assert "trained on DP synthetic embeddings (epsilon=1" in printed
     assert "trained on the real train embeddings (NOT private)" in printed
     results = json.loads((out / "demo-results.json").read_text())
@@ -20,5 +24,6 @@ def test_demo_quick(tmp_path, capsys):
     # Deterministic (fixed split, weights and MLP seed): far above the 0.1 of chance.
     assert results["non_private_accuracy"] > 0.5
     release = sorted(p.name for p in (out / "synthetic").iterdir())
-    assert release == ["gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
+    assert release == ["_DPSYNTH_OUTPUT", "fig-budget.png", "fig-counts.png", "fig-projection.png", "fig-spectrum.png",
+                     "gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
     assert json.loads((out / "synthetic" / "privacy.json").read_text())["spent"]["epsilon"] <= 1.0 + 1e-9

@@ -91,6 +91,27 @@ def test_user_errors(files, capsys):
     assert len(err) == 1 and err[0].startswith("dpsynth: error:")
 
 
+def test_several_releases_draw_the_privacy_utility_curve(files, capsys):
+    import shutil
+    for eps in (0.5, 8.0):
+        directory = files / f"synth-{eps}"
+        shutil.copytree(files / "synth", directory)
+        privacy = json.loads((directory / "privacy.json").read_text())
+        privacy["target"]["epsilon"] = eps
+        (directory / "privacy.json").write_text(json.dumps(privacy))
+    out = files / "curve" / "pu.json"
+    assert evaluate.run(["--synthetic", str(files / "synth-8.0"), str(files / "synth-0.5"), "--test",
+                         str(files / "test.parquet"), "--train", str(files / "train.parquet"),
+                         "--output", str(out)]) == 0
+    points = json.loads(out.read_text())["points"]
+    assert [p["epsilon"] for p in points] == [0.5, 8.0] and all(p["ceiling"] > 0.9 for p in points)
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    assert "| 0.5 |" in out.with_suffix(".md").read_text()
+    with pytest.raises(UserError, match="--output"):
+        evaluate.run(["--synthetic", str(files / "synth-8.0"), str(files / "synth-0.5"), "--test",
+                      str(files / "test.parquet")])
+
+
 def test_the_evaluation_stays_outside_the_release_and_is_marked_private(tmp_path):
     # The evaluation holds exact facts of real rows: never written into the release directory.
     from beam_pipeline.evaluate import evaluation_path

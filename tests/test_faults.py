@@ -9,6 +9,7 @@ no partial output and no debris that blocks the next run.
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import signal
 import subprocess
@@ -168,3 +169,86 @@ def test_a_killed_run_publishes_nothing_and_a_rerun_succeeds(tmp_path):
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]  # ...and it does not block the re-run
     assert (out / "privacy.json").exists() and (out / "report.md").exists()
+
+
+def _wait_for_staging(process: subprocess.Popen, directory, prefix: str, timeout: float = 90.0) -> None:
+    deadline = time.time() + timeout
+    while not any(name.startswith(prefix) for name in os.listdir(directory)):
+        assert process.poll() is None and time.time() < deadline, "run ended before it could be stopped"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_on_a_beam_run_leaves_no_staging_and_one_line(tmp_path, signum):
+    path = tmp_path / "in.parquet"
+    pq.write_table(_table(rows=600), path)
+    command = [sys.executable, "-m", "beam_pipeline.cli", "synthesize", "--input", str(path), "--output",
+               str(tmp_path / "out"), "--epsilon", "2", "--delta", "1e-6", "--labels", "0,1", "--runner=FnApiRunner"]
+    process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=os.getcwd()), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_staging(process, tmp_path, "out.staging-")
+        time.sleep(0.5)  # let the pipeline start working
+        assert process.poll() is None
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signum, err
+    assert err.strip().splitlines() == [f"dpsynth: stopped by {signal.Signals(signum).name}; no output was "
+                                        "published and no staging directory is left"], err
+    assert sorted(os.listdir(tmp_path)) == ["in.parquet"]
+
+
+def test_sigterm_on_embed_leaves_no_partial_private_embeddings(tmp_path):
+    rng = np.random.default_rng(0)
+    vectors = pa.table({"embedding": pa.array(list(rng.standard_normal((20000, 8)).astype(np.float32)),
+                                              pa.list_(pa.float32(), 8)), "label": [0, 1] * 10000})
+    pq.write_table(vectors, tmp_path / "vectors.parquet", row_group_size=500)
+    command = [sys.executable, "-m", "beam_pipeline.embed", "--input", str(tmp_path / "vectors.parquet"),
+               "--encoder", "none", "--output", str(tmp_path / "emb.parquet"), "--rejected-output",
+               str(tmp_path / "rejected"), "--batch-size", "8", "--runner=FnApiRunner"]
+    process = subprocess.Popen(command, env=dict(os.environ, PYTHONPATH=os.getcwd()), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_staging(process, tmp_path, "emb.parquet.staging-")
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if process.returncode == 0:
+        pytest.skip("embed finished before the signal arrived")  # the machine was faster than the wait
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1].startswith("dpsynth: stopped by SIGTERM"), err
+    assert "Traceback" not in err
+    assert sorted(os.listdir(tmp_path)) == ["vectors.parquet"]  # no embeddings, no staging, no beam-temp
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("runner", ["local", "FnApiRunner"])
+def test_a_full_disk_ends_with_one_line_and_no_debris(tmp_path, capsys, monkeypatch, runner):
+    from beam_pipeline.cli import main
+
+    pq.write_table(_table(rows=300), tmp_path / "in.parquet")
+    if runner == "local":
+        monkeypatch.setattr(pq.ParquetWriter, "write_table", _no_space)
+    else:
+        import transforms.sample
+
+        monkeypatch.setattr(transforms.sample, "synthetic_table", _no_space)  # fails inside a worker
+    code = main(["synthesize", "--input", str(tmp_path / "in.parquet"), "--output", str(tmp_path / "out"),
+                 "--epsilon", "2", "--delta", "1e-6", "--labels", "0,1", "--rejected-output",
+                 str(tmp_path / "rejected"), "--runner", runner])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.strip().splitlines() == ["dpsynth: error: no space left on device; no output was published and no "
+                                        "staging directory is left"], err
+    assert sorted(os.listdir(tmp_path)) == ["in.parquet"]

@@ -41,7 +41,8 @@ def test_generate_end_to_end(digit_folder, tmp_path, capsys):
     assert "1 records rejected before synthesis (unreadable image: 1)" in printed
     # Only the DP release: no per-record embedding file in the output.
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
+    assert names == ["_DPSYNTH_OUTPUT", "fig-budget.png", "fig-counts.png", "fig-projection.png", "fig-spectrum.png",
+                     "gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
     ledger = json.loads((out / "privacy.json").read_text())
     assert ledger["spent"]["epsilon"] <= 8.0 + 1e-9
     mixture = json.loads((out / "gmm.json").read_text())

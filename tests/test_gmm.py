@@ -128,3 +128,53 @@ def dataclasses_replace(mixture):
     import dataclasses
 
     return dataclasses.replace(mixture)
+
+
+def _noisy_symmetric(rng, d, sigma):
+    noise = np.triu(rng.standard_normal((d, d)) * sigma, 1) / np.sqrt(2)
+    return noise + noise.T + np.diag(rng.standard_normal(d) * sigma)
+
+
+def test_pure_noise_falls_back_on_the_target_shape_not_the_sphere():
+    rng = np.random.default_rng(7)
+    _, cov = _anisotropic(rng, 8, 10, smallest=0.3)
+    target = cov * 8 / np.trace(cov)
+    noise = _noisy_symmetric(rng, 8, 0.01)
+    shape, a = gmm.shrink_covariance(np.trace(cov) / 8 * target + noise, float(np.sum(noise**2)), target)
+    assert a == 1.0
+    np.testing.assert_allclose(shape, target, atol=1e-12)
+
+
+def test_classes_sharing_a_covariance_get_it_from_the_pooled_target():
+    """Each class's matrix is swamped; the pooled one (10 classes' noise averaged) is not.
+
+    Seeded, hence deterministic: the pooled-target error must be well below the spherical-target error (0.69 of it here).
+    """
+    from dpsynth.clustering import pack_outer
+
+    rng = np.random.default_rng(8)
+    d, n, num_classes, sigma = 12, 4000, 10, 3.0
+    _, cov = _anisotropic(rng, d, 10, smallest=0.1)
+    final, moments, rows = {}, {}, []
+    for c in range(num_classes):
+        Z = rng.multivariate_normal(np.zeros(d), cov, size=n) * 0.1 / np.sqrt(np.trace(cov))
+        X = Z + 0.3 * np.eye(d)[c % d]  # inside the unit ball
+        noise_packed = rng.standard_normal(d * (d + 1) // 2) * sigma
+        final[c] = Stats(np.array([float(n)]), X.sum(0, keepdims=True))
+        moments[c] = (pack_outer(X) + noise_packed, float(n), sigma)
+        rows.append(X)
+    kwargs = dict(dimension=d, radius=1.0, clip_mode="clip", covariance="full", count_sigma=1.0, sum_sigma=0.0,
+                  noisy_class_counts={c: float(n) for c in range(num_classes)}, private=True,
+                  class_second_moments=moments)
+    truth = cov * d / np.trace(cov)
+    pooled_fit = gmm.fit_mixture(final, list(range(num_classes)), {}, **kwargs)
+    pooled_error = np.mean([np.linalg.norm(c.shape - truth) for c in pooled_fit.classes])
+    original = gmm.pooled_within_shape
+    try:
+        gmm.pooled_within_shape = lambda *a, **k: None
+        spherical_fit = gmm.fit_mixture(final, list(range(num_classes)), {}, **kwargs)
+    finally:
+        gmm.pooled_within_shape = original
+    spherical_error = np.mean([np.linalg.norm(c.shape - truth) for c in spherical_fit.classes])
+    assert all(c.shrinkage > 0.5 for c in spherical_fit.classes)  # the class matrices are mostly noise
+    assert pooled_error < 0.75 * spherical_error

@@ -40,12 +40,20 @@ def test_release_pass_in_a_test_pipeline_emits_every_class():
 
 
 @pytest.mark.parametrize("rounds,covariance,reread", [(1, "spherical", False), (2, "diagonal", True),
-                                                     (2, "full", True)])
-def test_beam_and_local_agree_on_every_released_statistic_without_noise(parquet_input, tmp_path, rounds,
-                                                                        covariance, reread):
+                                                     (2, "full", True), (1, "spherical", True)])
+def test_beam_and_local_agree_bit_for_bit_without_noise(parquet_input, tmp_path, rounds, covariance, reread):
+    # Rows on the row grid make every aggregate an exact float64 sum (dpsynth.grid), so the release
+    # cannot depend on the order or the batching of the rows: the local reference runs on the rows
+    # shuffled and cut into other files and row groups, and Beam on the original files.
     config = SynthesisConfig(epsilon=1.0, delta=1e-5, labels=parquet_input["label_set"], rounds=rounds,
                              covariance=covariance, disable_noise=True, noise_seed=5)
-    info = inputs.inspect_parquet(parquet_input["pattern"], "embedding", "label")
+    table = pq.read_table(parquet_input["pattern"].replace("part-*.parquet", ""))
+    shuffled = table.take(np.random.default_rng(rounds).permutation(table.num_rows))
+    other = tmp_path / "shuffled"
+    other.mkdir()
+    for i, (start, stop) in enumerate([(0, 7), (7, 1300), (1300, 2000)]):
+        pq.write_table(shuffled.slice(start, stop - start), other / f"part-{i}.parquet", row_group_size=97)
+    info = inputs.inspect_parquet(str(other / "part-*.parquet"), "embedding", "label")
     local = run_local_job(info, config, str(tmp_path / "local"), embedding_column="embedding", label_column="label")
     # reread: every pass reads and validates the input again (bounded memory) instead of a shared copy
     again = (lambda p, name: p | f"Read[{name}]" >> beam.io.ReadFromParquetBatched(parquet_input["pattern"])
@@ -56,16 +64,9 @@ def test_beam_and_local_agree_on_every_released_statistic_without_noise(parquet_
     a = json.loads((tmp_path / "local" / "gmm.json").read_text())
     b = json.loads((tmp_path / "beam" / "gmm.json").read_text())
     assert a["private"] is False and b["private"] is False
-    for x, y in zip(a["classes"], b["classes"]):
-        assert x["label"] == y["label"] and x["noisy_count"] == y["noisy_count"]
-        assert x["num_components"] == y["num_components"] > 0
-        np.testing.assert_allclose(x["weights"], y["weights"], rtol=1e-9)
-        np.testing.assert_allclose(x["means"], y["means"], rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(x["variances"], y["variances"], rtol=1e-9, atol=1e-12)
-        assert ("shape" in x) == ("shape" in y) == (covariance == "full")
-        if covariance == "full":
-            np.testing.assert_allclose(x["shape"], y["shape"], rtol=1e-7, atol=1e-10)
-            assert x["shrinkage"] == pytest.approx(y["shrinkage"], rel=1e-7)
+    assert all(c["num_components"] > 0 for c in a["classes"])
+    assert ("shape" in a["classes"][0]) == (covariance == "full")
+    assert a["classes"] == b["classes"]  # every released and fitted number, in every bit
     assert local.rows_per_class == beam_run.rows_per_class
     assert beam_run.diagnostics["rows_read"] == beam_run.diagnostics["rows_valid"] == 2000
 
@@ -77,7 +78,8 @@ def test_full_job_writes_every_output_with_a_valid_ledger(parquet_input, tmp_pat
     summary = run_synthesis_job(_read(parquet_input["pattern"]), config, str(out), PipelineOptions(RUNNER),
                                 dimension=info.dimension, label_type=info.label_type)
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
+    assert files == ["_DPSYNTH_OUTPUT", "fig-budget.png", "fig-counts.png", "fig-projection.png", "fig-spectrum.png",
+                     "gmm.json", "privacy.json", "report.md", "synthetic-00000-of-00001.parquet"]
     table = pq.read_table(out / "synthetic-00000-of-00001.parquet")
     assert table.schema.field("label").type == pa.string()
     assert table.schema.field("embedding").type == pa.list_(pa.float32())

@@ -44,7 +44,7 @@ def test_user_errors_are_one_line_and_exit_2(parquet_input, tmp_path, capsys, ar
 
 
 def test_missing_inputs_are_user_errors_and_an_empty_one_is_not(tmp_path, capsys):
-    code, _, err = _run(capsys, "--input", str(tmp_path / "none-*.parquet"), "--output", str(tmp_path / "o"), *BASE)
+    code, _, err = _run(capsys, "--input", str(tmp_path / "in" / "none-*.parquet"), "--output", str(tmp_path / "o"), *BASE)
     assert code == 2 and "no input file" in err
     empty = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"embedding": pa.array([], pa.list_(pa.float32())), "label": pa.array([], pa.int64())}),
@@ -67,8 +67,14 @@ def test_existing_output_is_refused_unless_overwrite(parquet_input, tmp_path, ca
             "--runner", "local"]
     code, _, err = _run(capsys, *args)
     assert code == 2 and "already exists" in err and (out / "keep.txt").exists()
-    code, _, _ = _run(capsys, *args, "--overwrite")
-    assert code == 0 and not (out / "keep.txt").exists() and (out / "gmm.json").exists()
+    code, _, err = _run(capsys, *args, "--overwrite")  # not a dpsynth output: --overwrite leaves it alone
+    assert code == 2 and "holds no _DPSYNTH_OUTPUT marker" in err and (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()
+    out.rmdir()
+    assert _run(capsys, *args)[0] == 0
+    (out / "stale.txt").write_text("old")
+    code, _, _ = _run(capsys, *args, "--overwrite")  # a previous dpsynth output is replaced as a whole
+    assert code == 0 and not (out / "stale.txt").exists() and (out / "gmm.json").exists()
 
 
 def test_a_failed_run_leaves_no_output_and_no_debris(parquet_input, tmp_path, monkeypatch):

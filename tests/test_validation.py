@@ -19,7 +19,7 @@ def test_each_malformed_row_gets_its_reason_and_valid_rows_are_bounded():
     assert result.reason_counts == {"missing_embedding": 1, "wrong_dimension": 1, "non_finite": 2,
                                     "zero_norm": 1, "missing_label": 1, "unknown_label": 1}
     assert result.valid.class_ids.tolist() == [0, 1]
-    np.testing.assert_allclose(result.valid.embeddings, [[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], rtol=1e-6)
+    np.testing.assert_allclose(result.valid.embeddings, [[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]], atol=SPEC.grid)
     assert result.rejected.num_rows == 7
     assert sorted(result.rejected.column("reject_reason").to_pylist()) == sorted(
         ["missing_embedding", "wrong_dimension", "non_finite", "non_finite", "zero_norm", "missing_label",
@@ -56,3 +56,18 @@ def test_dimension_from_public_facts_only():
     assert resolve_dimension(tagged, "e", None) == 7
     with pytest.raises(UserError, match="differs from the 3"):
         resolve_dimension(fixed.schema, "e", 4)
+
+
+@pytest.mark.parametrize("value_type", [pa.float64(), pa.float32()])
+def test_a_denormal_or_huge_row_is_bounded_like_any_other(value_type):
+    # One hostile record once turned its class's mean and synthetic rows into NaN.
+    rows = [[1e-310, 2e-310, 0.0], [1e308, -1e308, 1e308], [-0.0, 0.0, 3.0], [1e-45, 0.0, 0.0]]
+    if value_type == pa.float32():
+        rows = [[1e-40, 2e-40, 0.0], [3e38, -3e38, 3e38], [-0.0, 0.0, 3.0], [1e-45, 0.0, 0.0]]
+    table = pa.table({"embedding": pa.array(rows, pa.list_(value_type)), "label": ["a"] * 4})
+    result = validate_table(table, SPEC)
+    assert len(result.valid) == 4 and result.reason_counts == {}
+    X = result.valid.embeddings.astype(np.float64)
+    assert np.isfinite(X).all()
+    norms = np.linalg.norm(X, axis=1)
+    assert np.all(norms <= 1.0) and np.all(norms >= 1.0 - 2 * SPEC.grid)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
@@ -123,7 +124,12 @@ class EncoderModelHandler(ModelHandler[PreparedBatch, pa.Table, Any]):
         now = time.monotonic()
         if not hasattr(self, "_rows_done"):
             self._rows_done, self._started, self._last_log = 0, now, now
+            # On a terminal, a bar updated per batch (tqdm); elsewhere (workers' logs) the lines below.
+            from tqdm.auto import tqdm
+            self._bar = tqdm(desc=f"embed ({self.encoder.name})", unit="records", leave=False,
+                             disable=not sys.stderr.isatty())
         self._rows_done += rows
+        self._bar.update(rows)
         if now - self._last_log >= PROGRESS_SECONDS:
             self._last_log = now
             LOG.info("embedded %d records with %s in this worker (%.1f/s)", self._rows_done,

@@ -318,6 +318,41 @@ def _check_and_add(builder: "_BatchBuilder", position: Any, item: Any, label: An
     yield from builder.add(parsed, label, record_id)
 
 
+def _csv_rows(text: io.TextIOBase) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(last physical line, row, None) per record, or (line, None, reason) per line of a malformed record.
+
+    Strict parsing: a stray or unterminated quote is an error, not a field
+    that silently swallows the following records. Each physical line such a
+    record spans is counted as one rejection, so merged records are never
+    lost without a count.
+    """
+    reader = csv.reader(text, strict=True)
+    try:
+        header = next(reader)
+    except (StopIteration, csv.Error):
+        return
+    last = reader.line_num
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = "bad csv: unterminated quote" if "end of data" in str(exc) else f"bad csv: {exc}"
+            for line_no in range(last + 1, max(reader.line_num, last + 1) + 1):
+                yield line_no, None, reason
+            last = reader.line_num
+            continue
+        if not fields:  # blank line
+            last = reader.line_num
+            continue
+        if len(fields) > len(header):
+            yield reader.line_num, None, f"bad csv: {len(fields)} fields, the header has {len(header)}"
+        else:
+            yield reader.line_num, dict(zip(header, fields)), None
+        last = reader.line_num
+
+
 class _ReadTextRowsFn(beam.DoFn):
     """A JSONL or CSV file path -> RecordBatches + rejections, one pass, streaming."""
 
@@ -328,11 +363,10 @@ class _ReadTextRowsFn(beam.DoFn):
 
     def _rows(self, path: str) -> Iterator[tuple[int, dict | None, str | None]]:
         with _open(path) as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+            # utf-8-sig: a leading byte-order mark is not part of the first column's name or the first line
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
             if self.fmt == "csv":
-                reader = csv.DictReader(text)
-                for row in reader:  # line_num: the row's last physical line
-                    yield reader.line_num, row, None
+                yield from _csv_rows(text)
                 return
             for line_no, line in enumerate(text, start=1):
                 if not line.strip():
@@ -427,6 +461,20 @@ class _ReadIdxFn(beam.DoFn):
 # The composite
 # --------------------------------------------------------------------------
 
+def _check_same_columns(first: str, schema: pa.Schema, path: str, other: pa.Schema, columns: Sequence[str]) -> None:
+    """Every file of a Parquet glob holds the read columns, of the first file's kinds (checked on the driver)."""
+    for column in columns:
+        if column not in other.names:
+            raise UserError(f"{path} differs from {first}: it has no column {column!r}")
+        a, b = schema.field(column).type, other.field(column).type
+        kind = (pa.types.is_integer, pa.types.is_floating, lambda t: pa.types.is_string(t) or
+                pa.types.is_large_string(t), lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t),
+                lambda t: pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t),
+                pa.types.is_struct)
+        if [k(a) for k in kind] != [k(b) for k in kind]:
+            raise UserError(f"{path} differs from {first}: its column {column!r} is {b}, the first file's {a}")
+
+
 class ReadRecords(beam.PTransform):
     """Read private records from `input_path` as RecordBatches.
 
@@ -492,6 +540,9 @@ class ReadRecords(beam.PTransform):
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
                 footer = pq.ParquetFile(handle)
                 self.num_rows += footer.metadata.num_rows
+                if path != first:
+                    _check_same_columns(first, schema, path, footer.schema_arrow,
+                                        (self.columns.content(self.modality), self.columns.label))
                 if path == first:
                     schema = footer.schema_arrow
                     column = self.columns.content(self.modality)
@@ -511,7 +562,7 @@ class ReadRecords(beam.PTransform):
         first = match_paths(self.input_path)[0]
         content = self.columns.content(self.modality)
         with _open(first) as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
             if self.format == "csv":
                 header = next(csv.reader(text), None)
                 if not header:

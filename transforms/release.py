@@ -1,6 +1,7 @@
 """One DP pass over the private rows: aggregate, combine, then noise once per key."""
 from __future__ import annotations
 
+import logging
 from typing import Iterable, Iterator, Optional
 
 import apache_beam as beam
@@ -13,6 +14,8 @@ from dpsynth.clustering import Stats
 from dpsynth.noise import noise_source
 from dpsynth.params import SynthesisConfig
 from dpsynth.validation import ValidBatch
+
+LOG = logging.getLogger("dpsynth")
 
 
 class AccumulatePassStatsFn(beam.DoFn):
@@ -80,7 +83,12 @@ def _release(element: tuple[int, Optional[Stats]], state: RunState, dimension: i
 
 
 def _advance(released: dict[int, Stats], state: RunState, plan: ReleasePlan, config: SynthesisConfig) -> RunState:
-    return algorithm.advance(state, released, plan, config)
+    spec = state.next_pass
+    following = algorithm.advance(state, released, plan, config)
+    # One line per finished pass (released facts only: the pass and how many keys it released).
+    LOG.info("pass %d of %d (%s) finished: %d classes released", spec.index + 1, 2 + config.rounds,
+             spec.name, len(released))
+    return following
 
 
 class ReleasePass(beam.PTransform):

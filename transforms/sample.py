@@ -70,3 +70,43 @@ def write_json(value: Any, path: str) -> str:
 
 def mixture_json(state: RunState) -> dict:
     return state.mixture.to_json()
+
+
+def _mixture_chunks(mixture: gmm.ReleasedMixture, num_samples: Optional[int],
+                    class_balance: str) -> Iterator[tuple[int, int, int]]:
+    yield from gmm.sampling_chunks(mixture.samples_per_class(num_samples, class_balance))
+
+
+def _draw_chunk(chunk: tuple[int, int, int], mixture: gmm.ReleasedMixture, label_type: pa.DataType,
+                noise_seed: Optional[int]) -> pa.Table:
+    class_index, chunk_index, rows = chunk
+    X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(noise_seed, class_index, chunk_index))
+    return synthetic_table([mixture.classes[class_index].label] * rows, X, component, label_type)
+
+
+class SampleFromMixture(beam.PTransform):
+    """singleton ReleasedMixture -> PCollection[pa.Table] of synthetic rows (`dpsynth sample`).
+
+    Work items of at most SAMPLE_CHUNK_ROWS rows are spread over workers, so
+    a worker's memory is one chunk whatever num_samples is (10^9 rows is
+    about 15,000 items, just a longer job).
+    """
+
+    def __init__(self, num_samples: Optional[int], class_balance: str, label_type: pa.DataType,
+                 noise_seed: Optional[int] = None) -> None:
+        super().__init__()
+        self._num_samples = num_samples
+        self._class_balance = class_balance
+        self._label_type = label_type
+        self._noise_seed = noise_seed
+
+    def expand(self, mixture: beam.PCollection) -> beam.PCollection:
+        released = beam.pvalue.AsSingleton(mixture)
+        return (mixture
+                # (class_index, chunk_index, rows) work items
+                | "Chunks" >> beam.FlatMap(_mixture_chunks, self._num_samples, self._class_balance)
+                # spread the chunks over workers
+                | "Spread" >> beam.Reshuffle()
+                # pa.Table of at most SAMPLE_CHUNK_ROWS synthetic rows
+                | "Draw" >> beam.Map(_draw_chunk, mixture=released, label_type=self._label_type,
+                                     noise_seed=self._noise_seed))

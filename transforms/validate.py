@@ -7,6 +7,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
+from dpsynth.grid import DEFAULT_MAX_ROWS
 from dpsynth.validation import InputSpec, validate_table
 
 REJECTED_TAG = "rejected"
@@ -23,7 +24,8 @@ class ValidateAndBoundFn(beam.DoFn):
     """
 
     def __init__(self, embedding_column: str, label_column: str, dimension: int, radius: float,
-                 clip_mode: str, count_metrics: bool = True) -> None:
+                 clip_mode: str, count_metrics: bool = True, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        self._max_rows = max_rows
         self._count_metrics = count_metrics  # False for a pass's re-validation of rows counted already
         self._columns = (embedding_column, label_column)
         self._dimension = dimension
@@ -41,7 +43,7 @@ class ValidateAndBoundFn(beam.DoFn):
 
     def process(self, table: pa.Table, labels: tuple) -> Iterator[Any]:
         spec = InputSpec(self._columns[0], self._columns[1], self._dimension, tuple(labels), self._radius,
-                         self._clip_mode)
+                         self._clip_mode, self._max_rows)
         result = validate_table(table, spec)
         counts = {f"rejected_{reason}": n for reason, n in result.reason_counts.items()}
         counts.update(rows_read=table.num_rows, rows_valid=len(result.valid), rows_clipped=result.clipped)

@@ -20,6 +20,12 @@ class ImageDecodeError(ValueError):
     """The bytes are not an image we can read; the message is the rejection reason."""
 
 
+# The most pixels one record may decode to. Encoders look at a few hundred
+# pixels a side; a small file that claims more (a decompression bomb) would
+# take gigabytes per batch, so it is a counted rejection, never a decode.
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """Decode PNG/JPEG/... bytes to uint8 HxW (grey) or HxWx3 (colour)."""
     from PIL import Image, UnidentifiedImageError
@@ -28,8 +34,16 @@ def decode_image(data: bytes) -> np.ndarray:
         raise ImageDecodeError("empty image bytes")
     try:
         with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageDecodeError(f"image too large: {width}x{height} pixels is above {MAX_IMAGE_PIXELS} "
+                                       "(decompression bomb?)")
             img.load()
             return pil_to_array(img)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:  # PIL's own limit, hit inside open()
+        raise ImageDecodeError("image too large: decompression bomb") from exc
     except UnidentifiedImageError as exc:
         raise ImageDecodeError("unreadable image: not a recognised image format") from exc
     except (OSError, ValueError, SyntaxError) as exc:
