@@ -99,7 +99,7 @@ def _run_reference(args, paths: list[Path]) -> dict:
         f = pq.ParquetFile(path)
         tables.extend(f.read_row_group(i) for i in range(f.num_row_groups))
     t_read = time.perf_counter() - t0
-    result = synthesize_tables(tables, _config(args), "embedding", "label", DIM)
+    result = synthesize_tables(tables, _config(args), "embedding", "label", args.dim)
     return {"read_s": t_read, "synthetic_rows": int(len(result.synthetic_labels)),
             "spent_epsilon": float(result.ledger.spent_epsilon)}
 
@@ -127,7 +127,10 @@ def _run_beam(args, paths: list[Path]) -> dict:
     if len(paths) not in (1, len(list(paths[0].parent.glob("part-*.parquet")))):
         raise SystemExit("sizes between one shard and the whole set are not supported")
 
+    reads: list[str] = []
+
     def read_tables(pipeline, name=""):
+        reads.append(name)  # one read of the input per pass over the private rows
         # element: pyarrow.Table of one row group (20,000 rows x 384-d); one read per pass,
         # as `dpsynth synthesize` does for Parquet input (bounded worker memory)
         return pipeline | f"ReadParquet{name}" >> beam.io.ReadFromParquetBatched(pattern)
@@ -144,15 +147,17 @@ def _run_beam(args, paths: list[Path]) -> dict:
         options = PipelineOptions(_beam_options(args.runner, args.job_endpoint, dask_address))
         with tempfile.TemporaryDirectory(dir=args.workdir) as out:
             summary = run_synthesis_job(read_tables, _config(args), os.path.join(out, "synthetic"), options,
-                                        dimension=DIM, label_type=pa.int64(), reread_input=read_tables)
-        return {"diagnostics": summary.diagnostics, "synthetic_rows": int(sum(summary.rows_per_class))}
+                                        dimension=args.dim, label_type=pa.int64(), reread_input=read_tables)
+        return {"diagnostics": summary.diagnostics, "synthetic_rows": int(sum(summary.rows_per_class)),
+                "input_reads": len(reads), "read_names": reads}
     finally:
         if cluster is not None:
             cluster.close()
 
 
 def child(args) -> None:
-    paths = shard_paths(args.rows)
+    paths = shard_paths(args.rows, args.dim) if args.data_rows is None else \
+        [dataset_dir(args.data_rows, args.dim) / f"part-{i:05d}.parquet" for i in range(args.rows // SHARD_ROWS)]
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise SystemExit(f"missing {missing[0]}: run `bench_scale.py generate` first")
@@ -164,14 +169,17 @@ def child(args) -> None:
 
 # ---------------------------------------------------------------- parent side
 
-def _measure(cmd: list[str], timeout_s: float) -> dict:
-    """Run cmd, sampling the RSS of its process tree; returns wall time, peaks and the child's RESULT."""
+def _measure(cmd: list[str], timeout_s: float, pythonpath: Path = ROOT) -> dict:
+    """Run cmd, sampling the RSS of its process tree; returns wall time, peaks and the child's RESULT.
+
+    pythonpath: the checkout whose dpsynth the child imports (another commit's, to compare).
+    """
     import psutil
 
     load_1m = os.getloadavg()[0]  # this machine is shared: record how busy it was
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(pythonpath)})
     root = psutil.Process(proc.pid)
     peak_tree = peak_proc = 0
     lines: list[str] = []
@@ -293,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     g = sub.add_parser("generate")
     g.add_argument("--rows", type=int, default=1_000_000)
     g.add_argument("--seed", type=int, default=20261130)
+    g.add_argument("--dim", type=int, default=DIM)
     for name in ("run", "one"):
         p = sub.add_parser(name)
         p.add_argument("--epsilon", type=float, default=1.0)
@@ -308,9 +317,12 @@ def main(argv: list[str] | None = None) -> None:
     o.add_argument("--job-endpoint")
     o.add_argument("--dask-address")
     o.add_argument("--workdir", default=None)
+    o.add_argument("--dim", type=int, default=DIM)
+    o.add_argument("--data-rows", type=int, default=None,
+                   help="rows of the generated set to read from (default: the 1e6 set)")
     args = parser.parse_args(argv)
     if args.cmd == "generate":
-        generate(args.rows, DIM, args.seed)
+        generate(args.rows, args.dim, args.seed)
     elif args.cmd == "run":
         run(args)
     else:
