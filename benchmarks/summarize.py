@@ -9,6 +9,7 @@ import csv
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -91,39 +92,44 @@ def targets(cells: dict) -> list[str]:
     return out
 
 
-def plot(cells: dict, path: Path) -> None:
+def plot(cells: dict, path: Path, *, datasets: Sequence[str] = ("fmnist-scatternet", "fmnist-effnet", "spam-minilm"),
+         order: Sequence[str] = ORDER, labels: Optional[dict] = None, title: Callable[[str], str] = str,
+         title_size: Optional[float] = None, legend_size: float = 7, panel_width: float = 5.0,
+         anchor_label: str = "Tramer & Boneh ε=3") -> None:
+    """One panel per dataset: accuracy against epsilon per method, the non-private ceiling dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.ticker
     import matplotlib.pyplot as plt
 
-    datasets = [d for d in ("fmnist-scatternet", "fmnist-effnet", "spam-minilm") if any(k[0] == d for k in cells)]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    labels = LABELS if labels is None else labels
+    datasets = [d for d in datasets if any(k[0] == d for k in cells)]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(panel_width * len(datasets), 4), squeeze=False)
     for ax, d in zip(axes[0], datasets):
-        for m in ORDER:
+        for m in order:
             if m == "nonprivate":
                 vals = cells.get((d, m, None))
                 if vals:
-                    ax.axhline(100 * np.mean(vals), color="k", ls="--", label=LABELS[m])
+                    ax.axhline(100 * np.mean(vals), color="k", ls="--", label=labels[m])
                 continue
             eps = sorted(e for (dd, mm, e) in cells if dd == d and mm == m)
             if not eps:
                 continue
             mu = [100 * np.mean(cells[(d, m, e)]) for e in eps]
             sd = [100 * np.std(cells[(d, m, e)]) for e in eps]
-            ax.errorbar(eps, mu, yerr=sd, marker="o", capsize=3, label=LABELS[m])
+            ax.errorbar(eps, mu, yerr=sd, marker="o", capsize=3, label=labels[m])
         if d == "fmnist-scatternet":
-            ax.scatter([3], [89.7], marker="*", s=120, color="red", zorder=5, label="Tramer & Boneh ε=3")
+            ax.scatter([3], [100 * ANCHOR_FMNIST_EPS3], marker="*", s=120, color="red", zorder=5, label=anchor_label)
         ax.set_xscale("log")
         ticks = sorted({e for (dd, _, e) in cells if dd == d and e is not None})
         ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("ε (δ = 1e-5)")
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(d)
+        ax.set_title(title(d), fontsize=title_size)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower right")
+    axes[0][0].legend(fontsize=legend_size, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import summarize
 from benchmarks.summarize import ANCHOR_FMNIST_EPS3, _fmt, load
 
 RESULTS = Path(__file__).parent / "results"
@@ -91,38 +92,8 @@ def goals(cells: dict) -> list[str]:
 
 
 def plot(cells: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    datasets = [d for d in DATASETS if any(k[0] == d for k in cells)]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets), 4), squeeze=False)
-    for ax, d in zip(axes[0], datasets):
-        for m in ORDER:
-            if m == "nonprivate":
-                if (v := _mean(cells, d, m, None)) is not None:
-                    ax.axhline(100 * v, color="k", ls="--", label=LABELS[m])
-                continue
-            eps = sorted(e for (dd, mm, e) in cells if dd == d and mm == m)
-            if eps:
-                ax.errorbar(eps, [100 * np.mean(cells[(d, m, e)]) for e in eps],
-                            yerr=[100 * np.std(cells[(d, m, e)]) for e in eps], marker="o", capsize=3,
-                            label=LABELS[m])
-        if d == "fmnist-scatternet":
-            ax.scatter([3], [89.7], marker="*", s=120, color="red", zorder=5, label="Tramer & Boneh published, ε=3")
-        ax.set_xscale("log")
-        ticks = sorted({e for (dd, _, e) in cells if dd == d and e is not None})
-        ax.set_xticks(ticks, [f"{e:g}" for e in ticks])
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xlabel("ε (δ = 1e-5)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{d} ({DIMS[d]})", fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    summarize.plot(cells, path, datasets=DATASETS, order=ORDER, labels=LABELS, title=lambda d: f"{d} ({DIMS[d]})",
+                   title_size=9, legend_size=6, panel_width=4.6, anchor_label="Tramer & Boneh published, ε=3")
 
 
 def main(argv: list[str] | None = None) -> int:
