@@ -17,20 +17,6 @@ def synthetic_schema(label_type: pa.DataType) -> pa.Schema:
     return pa.schema([("label", label_type), ("embedding", pa.list_(pa.float32())), ("component", pa.int32())])
 
 
-def _chunks(state: RunState, num_samples: Optional[int], class_balance: str) -> Iterator[tuple[int, int, int]]:
-    rows = state.mixture.samples_per_class(num_samples, class_balance)
-    yield from gmm.sampling_chunks(rows)
-
-
-def _sample_chunk(chunk: tuple[int, int, int], state: RunState, label_type: pa.DataType,
-                  noise_seed: Optional[int]) -> pa.Table:
-    class_index, chunk_index, rows = chunk
-    mixture = state.mixture
-    X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(noise_seed, class_index, chunk_index))
-    finite.require_finite_rows(X, mixture.classes[class_index].label)
-    return synthetic_table([mixture.classes[class_index].label] * rows, X, component, label_type)
-
-
 def synthetic_table(labels: list, X: np.ndarray, component: np.ndarray, label_type: pa.DataType) -> pa.Table:
     """Synthetic rows as a pa.Table, built column-wise (no per-row Python objects)."""
     embedding = pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(X, np.float32).ravel()),
@@ -45,21 +31,18 @@ class SampleSynthetic(beam.PTransform):
     def __init__(self, num_samples: Optional[int], class_balance: str, label_type: pa.DataType,
                  noise_seed: Optional[int]) -> None:
         super().__init__()
-        self._num_samples = num_samples
-        self._class_balance = class_balance
-        self._label_type = label_type
-        self._noise_seed = noise_seed
+        self._sample = SampleFromMixture(num_samples, class_balance, label_type, noise_seed)
 
     def expand(self, final_state: beam.PCollection) -> beam.PCollection:
-        state = beam.pvalue.AsSingleton(final_state)
         return (final_state
-                # (class_index, chunk_index, rows) work items
-                | "Chunks" >> beam.FlatMap(_chunks, self._num_samples, self._class_balance)
-                # spread the chunks over workers
-                | "Spread" >> beam.Reshuffle()
+                # the released mixture
+                | "Mixture" >> beam.Map(_released_mixture)
                 # pa.Table of at most SAMPLE_CHUNK_ROWS synthetic rows
-                | "Draw" >> beam.Map(_sample_chunk, state=state, label_type=self._label_type,
-                                     noise_seed=self._noise_seed))
+                | "FromMixture" >> self._sample)
+
+
+def _released_mixture(state: RunState) -> gmm.ReleasedMixture:
+    return state.mixture
 
 
 def write_json(value: Any, path: str) -> str:
@@ -82,6 +65,7 @@ def _draw_chunk(chunk: tuple[int, int, int], mixture: gmm.ReleasedMixture, label
                 noise_seed: Optional[int]) -> pa.Table:
     class_index, chunk_index, rows = chunk
     X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(noise_seed, class_index, chunk_index))
+    finite.require_finite_rows(X, mixture.classes[class_index].label)
     return synthetic_table([mixture.classes[class_index].label] * rows, X, component, label_type)
 
 
