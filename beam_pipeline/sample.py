@@ -32,7 +32,7 @@ from dpsynth.release import MIXTURE_FILE, PRIVACY_FILE, Release, parse_release, 
 from beam_pipeline import options
 from beam_pipeline.outputs import StagedOutput, join
 from beam_pipeline.pipeline import SHARD_TEMPLATE, SYNTHETIC_PREFIX
-from transforms.sample import SampleFromMixture, synthetic_schema, synthetic_table, write_json
+from transforms.sample import SampleFromMixture, draw_chunk, synthetic_schema, write_json
 
 LOG = logging.getLogger("dpsynth")
 
@@ -166,10 +166,8 @@ def _sample_local(mixture: gmm.ReleasedMixture, rows_per_class: list[int], label
     chunks = list(gmm.sampling_chunks(rows_per_class))
     if not chunks:
         _write_shard(synthetic_schema(label_type).empty_table(), staging, 0, 1)
-    for index, (class_index, chunk_index, rows) in enumerate(chunks):
-        X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(noise_seed, class_index, chunk_index))
-        _write_shard(synthetic_table([mixture.classes[class_index].label] * rows, X, component, label_type),
-                     staging, index, len(chunks))
+    for index, chunk in enumerate(chunks):
+        _write_shard(draw_chunk(chunk, mixture, label_type, noise_seed), staging, index, len(chunks))
 
 
 def run(argv: Sequence[str] | None = None) -> int:

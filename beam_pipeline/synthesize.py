@@ -27,7 +27,7 @@ from dpsynth.report import render_report
 from beam_pipeline import diagnostics as private, inputs, options
 from beam_pipeline.outputs import StagedOutput
 from beam_pipeline.pipeline import SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform, rejected_schema
-from transforms.sample import synthetic_schema, synthetic_table, write_json
+from transforms.sample import draw_chunk, synthetic_schema, write_json
 
 LOG = logging.getLogger("dpsynth")
 
@@ -214,13 +214,10 @@ def _write_local_synthetic(mixture: ReleasedMixture, config: SynthesisConfig, la
     from dpsynth import gmm
 
     schema = synthetic_schema(label_type)
-    labels = [c.label for c in mixture.classes]
     rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
     with FileSystems.create(path) as handle, pq.ParquetWriter(handle, schema) as writer:
-        for class_index, chunk_index, rows in gmm.sampling_chunks(rows_per_class):
-            X, component = mixture.sample_class(class_index, rows,
-                                                gmm.sampling_rng(config.noise_seed, class_index, chunk_index))
-            writer.write_table(synthetic_table([labels[class_index]] * rows, X, component, label_type))
+        for chunk in gmm.sampling_chunks(rows_per_class):
+            writer.write_table(draw_chunk(chunk, mixture, label_type, config.noise_seed))
         if not any(rows_per_class):
             writer.write_table(schema.empty_table())
 

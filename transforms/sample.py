@@ -61,8 +61,13 @@ def _mixture_chunks(mixture: gmm.ReleasedMixture, num_samples: Optional[int],
     yield from gmm.sampling_chunks(mixture.samples_per_class(num_samples, class_balance))
 
 
-def _draw_chunk(chunk: tuple[int, int, int], mixture: gmm.ReleasedMixture, label_type: pa.DataType,
-                noise_seed: Optional[int]) -> pa.Table:
+def draw_chunk(chunk: tuple[int, int, int], mixture: gmm.ReleasedMixture, label_type: pa.DataType,
+               noise_seed: Optional[int]) -> pa.Table:
+    """One sampling work item (class_index, chunk_index, rows) as a table of checked synthetic rows.
+
+    Every sampler (Beam, the local job, `dpsynth sample`) draws through this,
+    so the same chunk and seed give the same rows everywhere.
+    """
     class_index, chunk_index, rows = chunk
     X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(noise_seed, class_index, chunk_index))
     finite.require_finite_rows(X, mixture.classes[class_index].label)
@@ -93,5 +98,5 @@ class SampleFromMixture(beam.PTransform):
                 # spread the chunks over workers
                 | "Spread" >> beam.Reshuffle()
                 # pa.Table of at most SAMPLE_CHUNK_ROWS synthetic rows
-                | "Draw" >> beam.Map(_draw_chunk, mixture=released, label_type=self._label_type,
+                | "Draw" >> beam.Map(draw_chunk, mixture=released, label_type=self._label_type,
                                      noise_seed=self._noise_seed))
