@@ -20,6 +20,7 @@ from typing import Iterable, Optional
 from apache_beam.io.filesystems import FileSystems
 
 from dpsynth.errors import UserError
+from beam_pipeline.outputs import is_local, lies_within
 
 PRIVATE_MARKER = ("PRIVATE: exact counts of the private input (not differentially private). "
                   "For the data owner only; never share this file with the release.")
@@ -27,28 +28,15 @@ TELEMETRY = "private operator telemetry, exact, not DP"
 UNAVAILABLE = "_unavailable"  # the pipeline's counts could not be read back (e.g. workers' local disks)
 
 
-def _local(path: str) -> bool:
-    return "://" not in path
-
-
-def _norm(path: str) -> str:
-    return os.path.realpath(os.path.abspath(path)) if _local(path) else path.rstrip("/")
-
-
-def _inside(path: str, directory: str) -> bool:
-    path, directory = _norm(path), _norm(directory)
-    return path == directory or path.startswith(directory.rstrip("/") + "/")
-
-
 def check_location(path: str, output_dir: str, inputs: Iterable[str], overwrite: bool) -> None:
     """Refuse a diagnostics path inside the release directory, inside or equal to an input, or taken."""
-    if _inside(path, output_dir):
+    if lies_within(path, output_dir):
         raise UserError(f"--diagnostics-output {path} lies inside the release directory {output_dir}; "
                         "exact counts must stay outside what is shared: choose a path elsewhere")
     for item in inputs:
-        if item and _inside(path, item):
+        if item and lies_within(path, item):
             raise UserError(f"--diagnostics-output {path} is or lies inside the input {item}; choose another path")
-    if _local(path):
+    if is_local(path):
         if os.path.isdir(path):
             raise UserError(f"--diagnostics-output {path} is a directory; give a file path")
         if os.path.exists(path) and not overwrite:
@@ -67,7 +55,7 @@ class PrivateScratch:
         self._dir: Optional[str] = None
         if diagnostics_output:
             self.path = f"{diagnostics_output}.partial-{uuid.uuid4().hex[:12]}"
-        elif _local(output_dir):
+        elif is_local(output_dir):
             self._dir = tempfile.mkdtemp(prefix="dpsynth-private-")  # mode 0700
             self.path = os.path.join(self._dir, "diagnostics.json")
         else:  # an object store: beside the release directory, never inside it
@@ -93,7 +81,7 @@ class PrivateScratch:
 def write_private(counts: dict, path: str) -> None:
     """The data owner's PRIVATE diagnostics file, written whole (rename into place where local)."""
     body = json.dumps({"privacy": PRIVATE_MARKER, "counts": dict(sorted(counts.items()))}, indent=2).encode()
-    if _local(path):
+    if is_local(path):
         temporary = f"{path}.writing-{uuid.uuid4().hex[:12]}"
         try:
             with open(temporary, "wb") as handle:

@@ -36,16 +36,16 @@ OVERWRITE_HELP = ("replace an existing output, but only one dpsynth wrote (a dir
                   f"{MARKER} marker file); never an input, never a directory of other files")
 
 
-def _is_local(path: str) -> bool:
+def is_local(path: str) -> bool:
     return "://" not in path
 
 
 def join(directory: str, name: str) -> str:
-    return FileSystems.join(directory, name) if not _is_local(directory) else os.path.join(directory, name)
+    return FileSystems.join(directory, name) if not is_local(directory) else os.path.join(directory, name)
 
 
 def exists(path: str) -> bool:
-    if _is_local(path):
+    if is_local(path):
         return os.path.lexists(path)
     return FileSystems.exists(path) or bool(FileSystems.match([path.rstrip("/") + "/*"])[0].metadata_list)
 
@@ -56,7 +56,7 @@ def exists(path: str) -> bool:
 
 def _canonical(path: str) -> str:
     """Absolute, symlinks resolved (local); gs:// paths are compared as strings."""
-    if _is_local(path):
+    if is_local(path):
         return os.path.realpath(os.path.abspath(os.path.expanduser(path)))
     return path.rstrip("/")
 
@@ -64,8 +64,13 @@ def _canonical(path: str) -> str:
 def _inside(child: str, parent: str) -> bool:
     if child == parent:
         return True
-    sep = "/" if not _is_local(parent) else os.sep
+    sep = "/" if not is_local(parent) else os.sep
     return child.startswith(parent.rstrip(sep) + sep)
+
+
+def lies_within(path: str, directory: str) -> bool:
+    """Whether `path` is `directory` or lies under it, after resolving both (symlinks, relative paths)."""
+    return _inside(_canonical(path), _canonical(directory))
 
 
 def _input_paths(pattern: str) -> list[tuple[str, bool]]:
@@ -77,7 +82,7 @@ def _input_paths(pattern: str) -> list[tuple[str, bool]]:
     """
     found: list[tuple[str, bool]] = []
     magic = globlib.has_magic(pattern)
-    if _is_local(pattern):
+    if is_local(pattern):
         expanded = os.path.expanduser(pattern)
         if magic:
             prefix = expanded
@@ -128,7 +133,7 @@ def check_not_input(output: Optional[str], inputs: Iterable[tuple[str, Optional[
 
 def is_dpsynth_output(path: str) -> bool:
     """A directory dpsynth published (it holds MARKER): the only kind --overwrite removes."""
-    if _is_local(path):
+    if is_local(path):
         return os.path.isdir(path) and not os.path.islink(path) and os.path.isfile(os.path.join(path, MARKER))
     return FileSystems.exists(join(path, MARKER))
 
@@ -162,11 +167,11 @@ class StagedOutput:
                 raise UserError(f"output {self.final_dir} already exists; pass --overwrite to replace it")
             if not is_dpsynth_output(self.final_dir):
                 _refuse_foreign(self.final_dir)
-        parent = os.path.dirname(os.path.abspath(self.final_dir)) if _is_local(self.final_dir) else None
+        parent = os.path.dirname(os.path.abspath(self.final_dir)) if is_local(self.final_dir) else None
         if parent is not None and not os.path.isdir(parent):
             raise UserError(f"the parent directory of --output does not exist: {parent}")
         self.staging_dir = f"{self.final_dir}.staging-{uuid.uuid4().hex[:12]}"
-        if _is_local(self.staging_dir):
+        if is_local(self.staging_dir):
             os.makedirs(self.staging_dir)
         _register(self)
         self._published = False
@@ -180,7 +185,7 @@ class StagedOutput:
 
     def publish(self) -> None:
         self._write_marker()
-        if _is_local(self.final_dir):
+        if is_local(self.final_dir):
             self._publish_local()
         else:
             self._publish_remote()
@@ -226,7 +231,7 @@ class StagedOutput:
         _unregister(self)
 
     def _remove_staging(self) -> None:
-        if _is_local(self.staging_dir):
+        if is_local(self.staging_dir):
             shutil.rmtree(self.staging_dir, ignore_errors=True)
         else:
             try:
@@ -256,12 +261,12 @@ class StagedFile:
                  flag: str = "--output") -> None:
         self.final_path, self.overwrite, self.is_ours, self.flag = final_path, overwrite, is_ours, flag
         self._check_target(final_path)
-        if _is_local(final_path):
+        if is_local(final_path):
             parent = os.path.dirname(os.path.abspath(final_path))
             if not os.path.isdir(parent):
                 raise UserError(f"the parent directory of {flag} does not exist: {parent}")
         self.staging_dir = f"{final_path}.staging-{uuid.uuid4().hex[:12]}"
-        if _is_local(self.staging_dir):
+        if is_local(self.staging_dir):
             os.makedirs(self.staging_dir)
         self.path = join(self.staging_dir, os.path.basename(final_path.rstrip("/")) or "output")
         _register(self)
@@ -272,13 +277,13 @@ class StagedFile:
             return
         if not self.overwrite:
             raise UserError(f"{self.flag} {path} already exists; pass --overwrite to replace it")
-        local_dir = _is_local(path) and os.path.isdir(path)
+        local_dir = is_local(path) and os.path.isdir(path)
         if local_dir or self.is_ours is None or not self.is_ours(path):
             raise UserError(f"--overwrite replaces only a file dpsynth wrote, and {path} is not one; "
                             "remove it yourself or choose another output")
 
     def publish(self) -> None:
-        if _is_local(self.final_path):
+        if is_local(self.final_path):
             if self.overwrite and os.path.lexists(self.final_path):
                 self._check_target(self.final_path)
                 os.replace(self.path, self.final_path)
