@@ -230,10 +230,7 @@ def pack_outer(X: np.ndarray) -> np.ndarray:
     sensitivity like any other, and isotropic noise on the packed vector is
     the usual symmetric Gaussian noise on the matrix.
     """
-    d = X.shape[1]
-    gram = X.T @ X
-    rows, cols = np.triu_indices(d)
-    return gram[rows, cols] * np.where(rows == cols, 1.0, math.sqrt(2.0))
+    return scale_packed(upper_gram(X), X.shape[1])
 
 
 def unpack_symmetric(packed: np.ndarray, dimension: int) -> np.ndarray:
