@@ -187,11 +187,13 @@ def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str
     (packed second-moment matrix, count released with it, noise sigma).
     """
     floor = VARIANCE_FLOOR * radius**2 / dimension
+    withins: dict[int, ClassWithin] = {}
     pooled_shape = None
     if covariance == "full":
-        pooled_shape = pooled_within_shape(final, class_second_moments or {}, class_sigmas or {}, dimension=dimension,
-                                           radius=radius, clip_mode=clip_mode, count_sigma=count_sigma,
-                                           sum_sigma=sum_sigma)
+        withins = class_within_covariances(final, class_second_moments or {}, class_sigmas or {},
+                                           dimension=dimension, radius=radius, clip_mode=clip_mode,
+                                           count_sigma=count_sigma, sum_sigma=sum_sigma)
+        pooled_shape = pooled_within_shape(withins)
     classes = []
     for class_id, label in enumerate(labels):
         class_count_sigma, class_sum_sigma = (class_sigmas or {}).get(class_id, (count_sigma, sum_sigma))
@@ -219,17 +221,13 @@ def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str
             mean_sq_norm = np.clip(kept.second / n, 0.0, radius**2)
         else:
             mean_sq_norm = np.clip(kept.second.sum(axis=1) / n, 0.0, radius**2)
-        second_matrix = None
-        if covariance == "full":
-            packed, matrix_count, matrix_sigma = (class_second_moments or {})[class_id]
-            second_matrix = class_second_matrix(packed, matrix_count, dimension, radius, clip_mode)
-            if clip_mode == "clip":  # no per-component moments: the class's mean squared norm
-                mean_sq_norm = np.full(len(n), np.clip(np.trace(second_matrix), 0.0, radius**2))
+        within = withins.get(class_id)
+        if within is not None and clip_mode == "clip":  # no per-component moments: the class's mean squared norm
+            mean_sq_norm = np.full(len(n), np.clip(np.trace(within.second_matrix), 0.0, radius**2))
         spherical = np.maximum((mean_sq_norm - np.minimum(sq_mean_norm, mean_sq_norm)) / dimension, floor)
         shape = shrinkage = None
-        if second_matrix is not None:
-            within, noise_fro2 = within_scatter(second_matrix, means, n, class_sum_sigma, matrix_sigma, matrix_count)
-            shape, shrinkage = shrink_covariance(within, noise_fro2, pooled_shape)
+        if within is not None:
+            shape, shrinkage = shrink_covariance(within.covariance, within.noise_fro2, pooled_shape)
         if covariance == "diagonal":
             raw_mean = kept.total / n[:, None]
             per_coord = kept.second / n[:, None] - raw_mean**2 + class_sum_sigma**2 / n[:, None] ** 2
@@ -269,9 +267,41 @@ def within_scatter(second_matrix: np.ndarray, means: np.ndarray, counts: np.ndar
     return second_matrix - between, noise_fro2
 
 
-def pooled_within_shape(final: dict[int, Stats], class_second_moments: dict[int, tuple[np.ndarray, float, float]],
-                        class_sigmas: dict[int, tuple[float, float]], *, dimension: int, radius: float,
-                        clip_mode: str, count_sigma: float, sum_sigma: float) -> Optional[np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class ClassWithin:
+    """One class's within-component covariance, derived once from its released matrix."""
+
+    second_matrix: np.ndarray  # E[x x^T], [d, d]
+    covariance: np.ndarray  # second_matrix minus the components' mean outer products, [d, d]
+    noise_fro2: float  # E||noise||_F^2 of covariance
+    weight: float  # the matrix's noisy count
+    poolable: bool  # its noisy count clears the keep threshold
+
+
+def class_within_covariances(final: dict[int, Stats],
+                             class_second_moments: dict[int, tuple[np.ndarray, float, float]],
+                             class_sigmas: dict[int, tuple[float, float]], *, dimension: int, radius: float,
+                             clip_mode: str, count_sigma: float, sum_sigma: float) -> dict[int, ClassWithin]:
+    """Every fitted class's within covariance from its released stats and matrix (post-processing)."""
+    out = {}
+    for class_id, (packed, matrix_count, matrix_sigma) in class_second_moments.items():
+        stats = final.get(class_id)
+        if stats is None:
+            continue
+        class_count_sigma, class_sum_sigma = class_sigmas.get(class_id, (count_sigma, sum_sigma))
+        keep = min_rows_to_keep(class_count_sigma)
+        alive = stats.count >= keep
+        if not alive.any():
+            continue
+        kept = Stats(stats.count[alive], stats.total[alive])
+        second = class_second_matrix(packed, matrix_count, dimension, radius, clip_mode)
+        covariance, noise_fro2 = within_scatter(second, noisy_means(kept, radius), kept.count, class_sum_sigma,
+                                                matrix_sigma, matrix_count)
+        out[class_id] = ClassWithin(second, covariance, noise_fro2, matrix_count, matrix_count >= keep)
+    return out
+
+
+def pooled_within_shape(withins: dict[int, ClassWithin]) -> Optional[np.ndarray]:
     """The shape (trace d) of the count-weighted mean of every fitted class's within covariance.
 
     It is the shrinkage target of each class's own shape: classes embedded by
@@ -280,32 +310,14 @@ def pooled_within_shape(final: dict[int, Stats], class_second_moments: dict[int,
     matrix is swamped falls back on the shared shape (the linear
     discriminant's model) rather than on a sphere. The pooled matrix is
     itself shrunk towards the identity by its own (smaller) noise. Pure
-    post-processing of released values; None when no class can be fitted.
+    post-processing of released values; None when no class can be pooled.
     """
-    total = np.zeros((dimension, dimension))
-    weight_sum = 0.0
-    noise_fro2 = 0.0
-    parts = []
-    for class_id, (packed, matrix_count, matrix_sigma) in class_second_moments.items():
-        stats = final.get(class_id)
-        class_count_sigma, class_sum_sigma = class_sigmas.get(class_id, (count_sigma, sum_sigma))
-        if stats is None:
-            continue
-        alive = stats.count >= min_rows_to_keep(class_count_sigma)
-        if not alive.any() or matrix_count < min_rows_to_keep(class_count_sigma):
-            continue
-        kept = Stats(stats.count[alive], stats.total[alive])
-        second = class_second_matrix(packed, matrix_count, dimension, radius, clip_mode)
-        within, class_noise = within_scatter(second, noisy_means(kept, radius), kept.count, class_sum_sigma,
-                                             matrix_sigma, matrix_count)
-        parts.append((matrix_count, within, class_noise))
-        weight_sum += matrix_count
+    parts = [w for w in withins.values() if w.poolable]
     if not parts:
         return None
-    for matrix_count, within, class_noise in parts:
-        share = matrix_count / weight_sum
-        total += share * within
-        noise_fro2 += share**2 * class_noise
+    weight_sum = sum(w.weight for w in parts)
+    total = sum((w.weight / weight_sum) * w.covariance for w in parts)
+    noise_fro2 = sum((w.weight / weight_sum) ** 2 * w.noise_fro2 for w in parts)
     shape, _ = shrink_covariance(total, noise_fro2)
     return shape
 
