@@ -228,7 +228,9 @@ def run(argv: list[str]) -> int:
         if value is not None and not Path(value).is_file():
             raise UserError(f"{flag} {value}: no such file")
     recorded = _recorded(directory)
-    clip_mode = args.clip_mode or _find_key(recorded, "clip_mode") or "normalize"
+    # Synthetic rows that carry released norms are at the real rows' scale: real rows are used as given.
+    keeps_norms = (recorded.get("gmm.json") or {}).get("row_norms") is not None
+    clip_mode = args.clip_mode or ("none" if keeps_norms else _find_key(recorded, "clip_mode") or "normalize")
     radius = args.radius if args.radius is not None else float(_find_key(recorded, "radius") or 1.0)
     if radius <= 0:
         raise UserError("--radius must be positive")

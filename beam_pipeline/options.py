@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 
 from beam_pipeline.outputs import OVERWRITE_HELP, check_disjoint
 from dpsynth.errors import UserError
-from dpsynth.params import CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, SynthesisConfig, parse_label_list, typed_labels
+from dpsynth.params import (CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, ROW_NORMS, SynthesisConfig,
+                             parse_label_list, typed_labels)
 
 LOCAL_RUNNER = "local"
 
@@ -64,6 +65,10 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                              "shrunk towards the pooled within-class shape by its noise; d <= 1024), spherical or diagonal; "
                              "auto (default): full up to d = 1024 (d = 128 with discovered labels) while all classes' "
                              "matrices fit 2^25 values, else spherical")
+    parser.add_argument("--row-norms", choices=ROW_NORMS, default="released",
+                        help="released (default, with --clip-mode normalize): also release a histogram of each "
+                             "class's row norms and give synthetic rows norms drawn from it, so they sit at the "
+                             "real rows' scale; radius: every synthetic row has norm R")
     parser.add_argument("--privacy-unit-column",
                         help="column identifying a person: each keeps one record (user-level DP)")
     parser.add_argument("--allow-large-delta", action="store_true",
@@ -131,7 +136,7 @@ def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False
         radius=args.radius, max_rows=args.max_rows, clip_mode=args.clip_mode, max_clusters=args.max_clusters,
         rounds=args.rounds,
         covariance=args.covariance, num_samples=args.num_samples, class_balance=args.class_balance,
-        privacy_unit_column=args.privacy_unit_column, allow_large_delta=args.allow_large_delta)
+        row_norms=args.row_norms, privacy_unit_column=args.privacy_unit_column, allow_large_delta=args.allow_large_delta)
     if config.epsilon > LARGE_EPSILON:
         print(f"dpsynth: warning: epsilon={config.epsilon:g} is above {LARGE_EPSILON:g}; "
               "the privacy guarantee is weak", file=sys.stderr)

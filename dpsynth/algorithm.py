@@ -17,11 +17,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from dpsynth import clustering, finite, gmm
+from dpsynth import clustering, finite, gmm, norms
 from dpsynth.calibration import PassNoise, ReleasePlan
 from dpsynth.clustering import ClassSummary, NearestCentre, Partitioner, SecondMoment, Stats, WholeClass
 from dpsynth.noise import NoiseSource, release_gaussian
 from dpsynth.params import SynthesisConfig
+from dpsynth.validation import ValidBatch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,7 @@ class PassSpec:
     second_moment: SecondMoment = None
     second_sigma: Optional[float] = None
     second_grid: Optional[float] = None
+    norm_sigma: Optional[float] = None  # the class pass's row-norm histograms (dpsynth.norms)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +75,7 @@ class RunState:
     mixture: Optional[gmm.ReleasedMixture] = None
     whole_class: dict[int, tuple[WholeClassRelease, ...]] = dataclasses.field(default_factory=dict)
     class_covariance: dict[int, ClassCovarianceRelease] = dataclasses.field(default_factory=dict)
+    norm_histograms: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # released, [NUM_BINS]
 
     @property
     def num_classes(self) -> int:
@@ -85,7 +88,7 @@ class RunState:
         the state as a side input in every pass, so they stay on the
         driver-side chain that advances the run.
         """
-        return dataclasses.replace(self, whole_class={}, class_covariance={})
+        return dataclasses.replace(self, whole_class={}, class_covariance={}, norm_histograms={})
 
 
 def num_passes(config: SynthesisConfig) -> int:
@@ -95,11 +98,17 @@ def num_passes(config: SynthesisConfig) -> int:
 def initial_state(labels: tuple[Any, ...], plan: ReleasePlan) -> RunState:
     partitioners: dict[int, Partitioner] = {c: WholeClass() for c in range(len(labels))}
     if plan.class_covariance_sigma is None:
-        spec = PassSpec(0, "class", partitioners, plan.class_pass)
+        spec = PassSpec(0, "class", partitioners, plan.class_pass, norm_sigma=plan.norm_sigma)
     else:
         spec = PassSpec(0, "class", partitioners, plan.class_pass, "matrix", plan.class_covariance_sigma,
-                        plan.class_covariance_grid)
+                        plan.class_covariance_grid, plan.norm_sigma)
     return RunState(labels, {}, {}, spec)
+
+
+def batch_stats(batch: ValidBatch, spec: PassSpec) -> dict[int, Stats]:
+    """PRIVATE: one batch's exact per-class stats for this pass (Beam's workers and the local job)."""
+    bins = batch.norm_bins if spec.norm_sigma is not None else None
+    return clustering.partial_stats(batch.class_ids, batch.embeddings, spec.partitioners, spec.second_moment, bins)
 
 
 def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, dimension: int,
@@ -107,7 +116,7 @@ def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, d
     """Noise, once, on one class's combined stats; a class with no rows gets noise too."""
     num_keys = spec.partitioners[class_id].num_keys
     if exact is None:
-        exact = Stats.zeros(num_keys, dimension, spec.second_moment)
+        exact = Stats.zeros(num_keys, dimension, spec.second_moment, spec.norm_sigma is not None)
     stream = (spec.name, class_id)
     noise = spec.noise
     released = Stats(release_gaussian(exact.count, noise.count_sigma, noise.count_grid, source, stream + ("count",)),
@@ -118,6 +127,9 @@ def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, d
             second = clustering.scale_packed(second, dimension)
         released.second = release_gaussian(second, spec.second_sigma, spec.second_grid, source,
                                            stream + ("second",))
+    if spec.norm_sigma is not None:
+        hist = exact.norms if exact.norms is not None else np.zeros((num_keys, norms.NUM_BINS))
+        released.norms = release_gaussian(hist, spec.norm_sigma, noise.count_grid, source, stream + ("norms",))
     return released
 
 
@@ -187,19 +199,22 @@ def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, conf
         if spec.second_moment == "matrix":
             covariance = {c: ClassCovarianceRelease(s.second[0], float(s.count[0]), spec.second_sigma)
                           for c, s in released.items()}
+        norm_histograms = {c: s.norms[0] for c, s in released.items() if s.norms is not None}
         return RunState(state.labels, summaries, notes, PassSpec(1, "seed", partitioners, plan.seed_pass),
-                        whole_class=history, class_covariance=covariance)
+                        whole_class=history, class_covariance=covariance, norm_histograms=norm_histograms)
     if spec.index == 1:
         centres = clustering.seed_centres(released, state.summaries, plan.radius, plan.seed_pass.count_sigma)
         return RunState(state.labels, state.summaries, notes, _round_spec(2, centres, plan, config),
-                        whole_class=history, class_covariance=state.class_covariance)
+                        whole_class=history, class_covariance=state.class_covariance,
+                        norm_histograms=state.norm_histograms)
     if spec.name != "final":
         centres = clustering.update_centres(released, plan.radius, spec.noise.count_sigma)
         for c in spec.partitioners:
             if c not in centres:
                 notes[c] = f"every cluster fell below the noise in {spec.name}"
         return RunState(state.labels, state.summaries, notes, _round_spec(spec.index + 1, centres, plan, config),
-                        whole_class=history, class_covariance=state.class_covariance)
+                        whole_class=history, class_covariance=state.class_covariance,
+                        norm_histograms=state.norm_histograms)
     final = dict(released)
     class_sigmas = {}
     for class_id, releases in history.items():
@@ -213,6 +228,9 @@ def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, conf
         noisy_class_counts={c: s.noisy_count for c, s in state.summaries.items()}, private=config.is_private,
         class_sigmas=class_sigmas,
         class_second_moments={c: (r.packed_second, r.noisy_count, r.sigma) for c, r in state.class_covariance.items()})
+    if plan.norm_sigma is not None:
+        mixture = dataclasses.replace(mixture, norms=norms.fit_norm_model(state.norm_histograms, state.num_classes,
+                                                                          plan.norm_sigma))
     return RunState(state.labels, state.summaries, notes, None, finite.require_finite_mixture(mixture))
 
 

@@ -268,6 +268,8 @@ def ledger_name(stream: tuple) -> str:
         return f"{prefix}_{field}"
     if field == "second" and pass_name in _SECOND_MOMENT_NAME:
         return _SECOND_MOMENT_NAME[pass_name]
+    if field == "norms" and pass_name == "class":
+        return "class_norm_histogram"
     raise KeyError(f"release stream {stream!r} matches no ledger mechanism")
 
 
@@ -318,6 +320,8 @@ class ReleaseKindAudit:
         if name == "class_second_moment_matrix":
             return PassSpec(0, "class", whole, plan.class_pass, "matrix", plan.class_covariance_sigma,
                             plan.class_covariance_grid), "second"
+        if name == "class_norm_histogram":
+            return PassSpec(0, "class", whole, plan.class_pass, norm_sigma=plan.norm_sigma), "norms"
         if name == "final_second_moment":
             second = "diagonal" if plan.covariance == "diagonal" else "scalar"
             return PassSpec(2, "final", whole, plan.final_pass, second, plan.second_moment_sigma,
@@ -330,7 +334,8 @@ class ReleaseKindAudit:
 
     def statistic(self, with_record: bool, runs: int, source) -> np.ndarray:
         from dpsynth.algorithm import release_class_stats
-        from dpsynth.clustering import Stats, bound_rows, key_stats, scale_packed
+        from dpsynth.clustering import Stats, bound_rows, key_stats, safe_norms, scale_packed
+        from dpsynth.norms import norm_bins
 
         if self.mechanism == "label_selection":
             return self._label_statistic(with_record, runs, source)
@@ -338,16 +343,24 @@ class ReleaseKindAudit:
         record = bound_rows(self.record[None, :], self.config.radius, self.config.clip_mode)[0]
         rows = np.concatenate([self.base_rows, record]) if with_record else self.base_rows
         d = rows.shape[1]
-        exact = key_stats(np.zeros(len(rows), np.int64), rows, 1, spec.second_moment)
+        bins = None
+        if field == "norms":  # the rows' norms before bounding: the base rows are on the sphere already
+            record_bin = int(norm_bins(safe_norms(self.record[None, :]))[0])
+            bins = norm_bins(safe_norms(self.base_rows))
+            bins = np.append(bins, np.int16(record_bin)) if with_record else bins
+        exact = key_stats(np.zeros(len(rows), np.int64), rows, 1, spec.second_moment, bins)
         tiled = Stats(np.tile(exact.count, runs), np.tile(exact.total, (runs, 1)),
                       None if exact.second is None else np.tile(exact.second, (runs, 1)) if exact.second.ndim > 1
-                      else np.tile(exact.second, runs))
+                      else np.tile(exact.second, runs),
+                      None if exact.norms is None else np.tile(exact.norms, (runs, 1)))
         released = release_class_stats(0, tiled, spec, d, source)
         x = record[0].astype(np.float64)
         if field == "count":
             return released.count
         if field == "sum":
             return released.total @ (x / np.linalg.norm(x))
+        if field == "norms":  # the record adds 1 to its own bin
+            return released.norms[:, record_bin]
         contribution = key_stats(np.zeros(1, np.int64), record, 1, spec.second_moment).second
         if spec.second_moment == "matrix":
             contribution = scale_packed(contribution, d)

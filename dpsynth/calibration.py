@@ -24,6 +24,7 @@ from dpsynth.accounting import Mechanism, PrivacyLedger, composed_epsilon
 from dpsynth.clustering import packed_size
 from dpsynth.errors import PrivacyBudgetError, UserError
 from dpsynth.noise import effective_sensitivity, grid_for
+from dpsynth.norms import NUM_BINS as NORM_BINS
 from dpsynth.params import MAX_DIMENSION, MAX_FULL_COVARIANCE_DIMENSION, SynthesisConfig
 
 # The spent epsilon must land in [SPEND_FLOOR * target, target].
@@ -50,6 +51,8 @@ class BudgetWeights:
     release per class, the second-moment matrix, weighted like the final
     round's sums: its noise is shrunk away in the fit (gmm.shrink_covariance),
     so a weak release costs accuracy only through the budget it takes.
+    The row-norm histogram only has to place each class's bulk of norms on
+    a 9% grid, so it gets a count-sized share.
     """
 
     labels: float = 0.25
@@ -59,7 +62,7 @@ class BudgetWeights:
     final_round: float = 1.5
     second_moment: float = 0.5
     class_covariance: float = 1.0
-
+    norm_histogram: float = 0.25
     class_count_fraction: float = 0.5
 
     @staticmethod
@@ -92,6 +95,7 @@ class ReleasePlan:
     second_moment_grid: Optional[float]
     class_covariance_sigma: Optional[float]  # None unless covariance is "full"
     class_covariance_grid: Optional[float]
+    norm_sigma: Optional[float]  # None unless the class pass releases row-norm histograms
     label_sigma: Optional[float]  # None when labels are public
     label_threshold: Optional[float]
     ledger: PrivacyLedger
@@ -113,6 +117,11 @@ def needs_second_moment(config: SynthesisConfig) -> bool:
 def needs_class_covariance(config: SynthesisConfig) -> bool:
     """Whether the class pass also releases each class's second-moment matrix."""
     return config.covariance == "full"
+
+
+def needs_norm_histogram(config: SynthesisConfig) -> bool:
+    """Whether the class pass releases each class's row-norm histogram (dpsynth.norms)."""
+    return config.row_norms == "released" and config.clip_mode == "normalize"
 
 
 def _build(config: SynthesisConfig, dimension: int, discover_labels: bool, z_base: float
@@ -166,7 +175,12 @@ def _build(config: SynthesisConfig, dimension: int, discover_labels: bool, z_bas
         covariance_grid = grid_for(radius**2)
         mechanisms.append(Mechanism("class_second_moment_matrix", "gaussian", covariance_sens,
                                     covariance_sigma, 1))
-    parts.update(class_pass=class_pass, seed_pass=seed_pass, round_passes=round_passes,
+    norm_sigma = None
+    if needs_norm_histogram(config):
+        norm_sens = effective_sensitivity(1.0, NORM_BINS)  # one record: +1 in one bin of one class
+        norm_sigma = z_base / math.sqrt(weights.norm_histogram) * norm_sens
+        mechanisms.append(Mechanism("class_norm_histogram", "gaussian", norm_sens, norm_sigma, 1))
+    parts.update(norm_sigma=norm_sigma, class_pass=class_pass, seed_pass=seed_pass, round_passes=round_passes,
                  second_moment_sigma=moment_sigma, second_moment_grid=moment_grid,
                  class_covariance_sigma=covariance_sigma, class_covariance_grid=covariance_grid)
     return mechanisms, parts

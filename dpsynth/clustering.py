@@ -16,6 +16,7 @@ from typing import Optional, Protocol
 import numpy as np
 from scipy import sparse
 
+from dpsynth.norms import NUM_BINS as NORM_BINS, histogram as norm_histogram
 from dpsynth.grid import row_grid, snap_public, snap_rows
 
 # A cluster needs at least this many (noisy) rows to be kept at all.
@@ -61,9 +62,11 @@ class Stats:
     count: np.ndarray
     total: np.ndarray
     second: Optional[np.ndarray] = None
+    norms: Optional[np.ndarray] = None  # [K, norms.NUM_BINS] counts of log2 row norms (class pass only)
 
     @classmethod
-    def zeros(cls, num_keys: int, dimension: int, second_moment: SecondMoment) -> "Stats":
+    def zeros(cls, num_keys: int, dimension: int, second_moment: SecondMoment, with_norms: bool = False
+              ) -> "Stats":
         second = None
         if second_moment == "scalar":
             second = np.zeros(num_keys)
@@ -71,7 +74,12 @@ class Stats:
             second = np.zeros((num_keys, dimension))
         elif second_moment == "matrix":
             second = np.zeros((num_keys, packed_size(dimension)))
-        return cls(np.zeros(num_keys), np.zeros((num_keys, dimension)), second)
+        hist = np.zeros((num_keys, NORM_BINS)) if with_norms else None
+        return cls(np.zeros(num_keys), np.zeros((num_keys, dimension)), second, hist)
+
+    def copy(self) -> "Stats":
+        return Stats(self.count.copy(), self.total.copy(), None if self.second is None else self.second.copy(),
+                     None if self.norms is None else self.norms.copy())
 
     def add(self, other: "Stats") -> "Stats":
         """In-place sum (the combiner's merge); returns self."""
@@ -79,6 +87,8 @@ class Stats:
         self.total += other.total
         if self.second is not None:
             self.second += other.second
+        if self.norms is not None:
+            self.norms += other.norms
         return self
 
 
@@ -245,8 +255,9 @@ def unpack_symmetric(packed: np.ndarray, dimension: int) -> np.ndarray:
 
 # --- Private aggregation -------------------------------------------------------
 
-def key_stats(keys: np.ndarray, X: np.ndarray, num_keys: int, second_moment: SecondMoment) -> Stats:
-    """Exact per-key count, sum (and second moment) of one class's rows."""
+def key_stats(keys: np.ndarray, X: np.ndarray, num_keys: int, second_moment: SecondMoment,
+              norm_bins: Optional[np.ndarray] = None) -> Stats:
+    """Exact per-key count, sum (and second moment, and histogram of row-norm bins) of one class's rows."""
     n = len(keys)
     X64 = X.astype(np.float64, copy=False)
     indicator = sparse.csr_matrix((np.ones(n), (keys, np.arange(n))), shape=(num_keys, n))
@@ -258,12 +269,17 @@ def key_stats(keys: np.ndarray, X: np.ndarray, num_keys: int, second_moment: Sec
     elif second_moment == "matrix":
         # Unscaled upper triangle while private: release_class_stats scales the combined total.
         stats.second = np.stack([upper_gram(X64[keys == key]) for key in range(num_keys)])
+    if norm_bins is not None:
+        stats.norms = norm_histogram(keys, norm_bins, num_keys)
     return stats
 
 
 def partial_stats(class_ids: np.ndarray, X: np.ndarray, partitioners: dict[int, Partitioner],
-                  second_moment: SecondMoment = None) -> dict[int, Stats]:
-    """Per-class stats of one batch; classes without a partitioner are not released."""
+                  second_moment: SecondMoment = None, norm_bins: Optional[np.ndarray] = None) -> dict[int, Stats]:
+    """Per-class stats of one batch; classes without a partitioner are not released.
+
+    norm_bins: each row's bin of its norm before bounding (given in the class pass only).
+    """
     out: dict[int, Stats] = {}
     order = np.argsort(class_ids, kind="stable")
     sorted_ids = class_ids[order]
@@ -273,8 +289,10 @@ def partial_stats(class_ids: np.ndarray, X: np.ndarray, partitioners: dict[int, 
         partitioner = partitioners.get(int(class_id))
         if partitioner is None:
             continue
-        rows = X[order[bounds[i]:bounds[i + 1]]]
-        out[int(class_id)] = key_stats(partitioner.keys(rows), rows, partitioner.num_keys, second_moment)
+        index = order[bounds[i]:bounds[i + 1]]
+        rows = X[index]
+        out[int(class_id)] = key_stats(partitioner.keys(rows), rows, partitioner.num_keys, second_moment,
+                                       None if norm_bins is None else norm_bins[index])
     return out
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from dpsynth.clustering import (Stats, corrected_sq_norm, min_rows_to_keep, noisy_means, packed_size,
                                 unpack_symmetric)
+from dpsynth.norms import NormModel
 
 # Variances are floored at this fraction of R^2 / d (a "small positive value").
 VARIANCE_FLOOR = 1e-4
@@ -78,13 +79,15 @@ class ReleasedMixture:
     clip_mode: str
     covariance: str
     private: bool
+    norms: Optional[NormModel] = None  # None: every row keeps norm R (clip mode, row_norms "radius", all noise)
 
     def to_json(self) -> dict[str, Any]:
         return {"private": self.private,
                 "warning": None if self.private else
                 "NOT PRIVATE: made with a test-only switch (fixed noise seed or noise disabled)",
                 "dimension": self.dimension, "radius": self.radius, "clip_mode": self.clip_mode,
-                "covariance": self.covariance, "classes": [c.to_json() for c in self.classes]}
+                "covariance": self.covariance, "classes": [c.to_json() for c in self.classes],
+                "row_norms": None if self.norms is None else self.norms.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ReleasedMixture":
@@ -101,8 +104,9 @@ class ReleasedMixture:
                                         c.get("note", ""),
                                         None if shape is None else np.asarray(shape, dtype=np.float64).reshape(d, d),
                                         c.get("shrinkage")))
+        row_norms = data.get("row_norms")
         return cls(classes, d, float(data["radius"]), data["clip_mode"], data["covariance"],
-                   bool(data["private"]))
+                   bool(data["private"]), None if row_norms is None else NormModel.from_json(row_norms))
 
     # -- sampling --------------------------------------------------------------
 
@@ -137,6 +141,8 @@ class ReleasedMixture:
         X = mixture.means[component] + std * noise
         if self.clip_mode == "normalize":
             X *= self.radius / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-300)
+            if self.norms is not None:  # the direction at the released typical norm
+                X *= self.norms.norm / self.radius
         else:
             norms = np.linalg.norm(X, axis=1, keepdims=True)
             X *= np.minimum(1.0, self.radius / np.maximum(norms, 1e-300))

@@ -115,8 +115,7 @@ def fit_local(batches: list[ValidBatch], labels: tuple[Any, ...], plan: ReleaseP
         exact: dict[int, clustering.Stats] = {}
         bar = _pass_bar(progress, spec.index + 1, num_passes, spec.name, rows)
         for batch in batches:
-            for class_id, stats in clustering.partial_stats(batch.class_ids, batch.embeddings, spec.partitioners,
-                                                            spec.second_moment).items():
+            for class_id, stats in algorithm.batch_stats(batch, spec).items():
                 exact[class_id] = exact[class_id].add(stats) if class_id in exact else stats
             if bar is not None:
                 bar.update(len(batch.class_ids))

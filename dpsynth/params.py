@@ -28,6 +28,7 @@ MAX_FULL_COVARIANCE_DIMENSION = 1024
 MAX_AUTO_FULL_COVARIANCE_VALUES = 2**25
 AUTO_FULL_DIMENSION_WITH_DISCOVERED_LABELS = 128
 CLASS_BALANCES = ("proportional", "balanced")
+ROW_NORMS = ("released", "radius")
 
 # Above this epsilon the guarantee is weak enough that users deserve a warning.
 LARGE_EPSILON = 10.0
@@ -70,6 +71,12 @@ class SynthesisConfig:
       values; up to d = 128 when labels are discovered) and "spherical"
       above: on the benchmarks (BENCHMARKS.md) the full shape gained 1.1-2.6
       points at every epsilon.
+    row_norms: "released" (the default) also releases, in the class pass,
+      a histogram of each class's row norms before bounding, and scales every
+      synthetic row by a norm drawn from it, so that synthetic rows sit at
+      the real rows' scale (dpsynth.norms); "radius" keeps every synthetic
+      row at norm R. Only with clip_mode "normalize": clipped rows keep
+      their norms.
     num_samples: synthetic rows in all; None is about as many as the noisy
       count of private rows.
     class_balance: split num_samples proportionally to the noisy class counts,
@@ -103,6 +110,7 @@ class SynthesisConfig:
     noise_seed: Optional[int] = None
     disable_noise: bool = False
     max_rows: int = DEFAULT_MAX_ROWS
+    row_norms: str = "released"
 
     def __post_init__(self) -> None:
         _require(_finite(self.epsilon) and self.epsilon > 0,
@@ -125,6 +133,8 @@ class SynthesisConfig:
                  f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {self.clip_mode!r}")
         _require(self.covariance in COVARIANCES,
                  f"--covariance must be one of {', '.join(COVARIANCES)}, got {self.covariance!r}")
+        _require(self.row_norms in ROW_NORMS,
+                 f"--row-norms must be one of {', '.join(ROW_NORMS)}, got {self.row_norms!r}")
         _require(self.class_balance in CLASS_BALANCES,
                  f"--class-balance must be one of {', '.join(CLASS_BALANCES)}, got {self.class_balance!r}")
         _require(isinstance(self.rounds, int) and 1 <= self.rounds <= 50,

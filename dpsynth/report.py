@@ -28,6 +28,10 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
               f"dimension {mixture.dimension}; rows "
               f"{'normalised onto the sphere' if mixture.clip_mode == 'normalize' else 'clipped into the ball'}"
               f" of radius {mixture.radius:g}; {mixture.covariance} covariances", ""]
+    if mixture.norms is not None:
+        lines += [f"Row norms: every synthetic row is the mixture's direction at norm {mixture.norms.norm:.4g}, the "
+                  "median of the released", "histograms of row norms (half-octave bins, all classes pooled, "
+                  "bins kept above 3 noise sigmas).", ""]
     full = mixture.covariance == "full"
     if full:
         lines += ["Shrinkage: how far each class's released covariance shape was pulled towards the pooled",

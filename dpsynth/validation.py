@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpsynth.clustering import bound_rows
+from dpsynth.clustering import bound_rows, safe_norms
+from dpsynth.norms import norm_bins
 from dpsynth.errors import UserError
 from dpsynth.grid import DEFAULT_MAX_ROWS, row_grid
 
@@ -52,6 +53,7 @@ class ValidBatch:
 
     class_ids: np.ndarray  # [n] int32, index into InputSpec.labels
     embeddings: np.ndarray  # [n, d] float32 on the row grid (dpsynth.grid), norm <= R exactly
+    norm_bins: Optional[np.ndarray] = None  # [n] int16: each row's norm before bounding, binned (dpsynth.norms)
 
     def __len__(self) -> int:
         return len(self.class_ids)
@@ -132,7 +134,7 @@ def validate_table(table: pa.Table, spec: InputSpec) -> ValidationResult:
     keep_rows = keep_rows[boundable]
     class_ids = (np.asarray(class_index.to_numpy(zero_copy_only=False))[keep_rows].astype(np.int32)
                  if n else np.zeros(0, np.int32))
-    valid = ValidBatch(class_ids, bounded[boundable])
+    valid = ValidBatch(class_ids, bounded[boundable], norm_bins(safe_norms(X[passing][boundable])))
     rejected_mask = reason >= 0
     counts = {REJECT_REASONS[i]: int(c) for i, c in enumerate(np.bincount(reason[rejected_mask],
                                                                           minlength=len(REJECT_REASONS))) if c}

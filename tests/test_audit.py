@@ -163,7 +163,7 @@ def _three_classes(rows_per_class: int = 300, d: int = WB_DIM) -> pa.Table:
 
 def _raw_sensitivity(name: str, radius: float) -> float:
     """What one record changes, before the ledger adds the grid rounding (noise.effective_sensitivity)."""
-    if name == "label_selection" or name.endswith("_count"):
+    if name == "label_selection" or name.endswith("_count") or name == "class_norm_histogram":
         return 1.0
     if name.endswith("_sum"):
         return radius
@@ -295,7 +295,8 @@ KIND_ALPHA = 1e-8
 def test_black_box_audits_cover_every_release_kind():
     kinds = {a.mechanism for _, a in KIND_AUDITS}
     assert {"label_selection", "class_count", "class_sum", "seed_count", "seed_sum", "lloyd_count", "lloyd_sum",
-            "final_count", "final_sum", "final_second_moment", "class_second_moment_matrix"} <= kinds
+            "final_count", "final_sum", "final_second_moment", "class_second_moment_matrix",
+            "class_norm_histogram"} <= kinds
     assert len(KIND_AUDITS) * KIND_ALPHA < 1e-6
 
 

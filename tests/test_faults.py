@@ -76,8 +76,8 @@ def test_a_retried_bundle_counts_rows_once_and_draws_noise_once(tmp_path, monkey
                                 PipelineOptions(["--runner=BundleBasedDirectRunner"]), dimension=DIM,
                                 label_type=pa.int64())
     assert failures["left"] == 0, "the injected failure did not happen"
-    # One draw per released aggregate: 3 passes x 2 classes x (count, sum).
-    assert len(_CountingSource.draws) == 3 * 2 * 2
+    # One draw per released aggregate: 3 passes x 2 classes x (count, sum), and each class's norm histogram.
+    assert len(_CountingSource.draws) == 3 * 2 * 2 + 2
     assert set(_CountingSource.draws.values()) == {1}, _CountingSource.draws
     # Same seeded noise, same released mixture as the one-process reference:
     # every row was aggregated exactly once despite the retry.

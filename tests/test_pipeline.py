@@ -67,6 +67,7 @@ def test_beam_and_local_agree_bit_for_bit_without_noise(parquet_input, tmp_path,
     assert all(c["num_components"] > 0 for c in a["classes"])
     assert ("shape" in a["classes"][0]) == (covariance == "full")
     assert a["classes"] == b["classes"]  # every released and fitted number, in every bit
+    assert a["row_norms"] is not None and a["row_norms"] == b["row_norms"]  # the norm stage too
     assert local.rows_per_class == beam_run.rows_per_class
     assert beam_run.diagnostics["rows_read"] == beam_run.diagnostics["rows_valid"] == 2000
 

@@ -7,7 +7,7 @@ from typing import Iterable, Iterator, Optional
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from dpsynth import algorithm, clustering
+from dpsynth import algorithm
 from dpsynth.algorithm import RunState
 from dpsynth.calibration import ReleasePlan
 from dpsynth.clustering import Stats
@@ -30,8 +30,7 @@ class AccumulatePassStatsFn(beam.DoFn):
 
     def process(self, batch: ValidBatch, state: RunState) -> None:
         spec = state.next_pass
-        for class_id, stats in clustering.partial_stats(batch.class_ids, batch.embeddings, spec.partitioners,
-                                                        spec.second_moment).items():
+        for class_id, stats in algorithm.batch_stats(batch, spec).items():
             if class_id in self._partials:
                 self._partials[class_id].add(stats)
             else:
@@ -57,8 +56,7 @@ class SumStatsFn(beam.CombineFn):
         if element is None:
             return accumulator
         if accumulator is None:
-            return Stats(element.count.copy(), element.total.copy(),
-                         None if element.second is None else element.second.copy())
+            return element.copy()
         return accumulator.add(element)
 
     def merge_accumulators(self, accumulators: Iterable[Optional[Stats]]) -> Optional[Stats]:
