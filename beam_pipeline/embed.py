@@ -19,7 +19,6 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from dpsynth.encoders import Encoder, default_torch_threads, get_encoder
@@ -30,6 +29,7 @@ from beam_pipeline.outputs import OVERWRITE_HELP, StagedFile, StagedOutput, chec
 from beam_pipeline.pipeline import SHARD_TEMPLATE
 from transforms.embedding import PRIVATE_NOTE, EmbedRecords, embedding_schema
 from transforms.readers import DEFAULT_BATCH_SIZE, FORMATS, Columns, ReadRecords, inspect_input
+from transforms.readers.files import parquet_schema
 
 LOG = logging.getLogger("dpsynth.embed")
 
@@ -151,12 +151,9 @@ def write_rejections(rejected, prefix: str):
 
 def is_embed_output(path: str) -> bool:
     """A Parquet file `dpsynth embed` wrote (its schema metadata marks it): the only file --overwrite replaces."""
-    import pyarrow.parquet as pq
-
     try:
-        with FileSystems.open(path) as handle:
-            metadata = pq.ParquetFile(handle).schema_arrow.metadata or {}
-    except Exception:  # noqa: BLE001 - unreadable: not ours
+        metadata = parquet_schema(path).metadata or {}
+    except UserError:  # unreadable: not ours
         return False
     return b"dpsynth.privacy" in metadata
 
