@@ -285,3 +285,20 @@ def test_parquet_files_of_a_glob_must_agree_on_the_read_columns(tmp_path):
     pq.write_table(pa.table({"text": [1], "label": ["x"]}), tmp_path / "b.parquet")
     with pytest.raises(UserError, match="b.parquet differs from .*a.parquet: its column 'text' is int64"):
         inspect_input(str(tmp_path / "*.parquet"), "text")
+
+
+def test_each_format_is_registered_once_and_building_the_transform_reads_nothing(tmp_path):
+    import dataclasses
+
+    from transforms.readers import FORMATS, InputInfo
+    from transforms.readers.base import READERS
+
+    assert FORMATS == ("images", "parquet", "jsonl", "csv", "idx") and set(READERS) == set(FORMATS)
+    assert all(READERS[name].name == name for name in FORMATS)
+    info = InputInfo(str(tmp_path / "gone.parquet"), "parquet", "text", Columns(), ())
+    assert ReadRecords(info, batch_size=4).info is info  # no file exists: the constructor never looked
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.has_ids = True
+    with pytest.raises(UserError, match="--batch-size must be at least 1"):
+        ReadRecords(info, batch_size=0)
+    assert detect_format("mnist-idx3-train.parquet") == "parquet"  # a name is tried as Parquet before IDX

@@ -16,16 +16,22 @@ headers agree), reporting a one-line UserError, and returns an InputInfo;
 """
 from __future__ import annotations
 
+import importlib
+
 import apache_beam as beam
 
 from dpsynth.errors import UserError
-from transforms.readers import csvfile, idx, images, jsonl, parquet  # noqa: F401 - each registers its reader
 from transforms.readers.base import (DEFAULT_BATCH_SIZE, MODALITIES, READERS, REJECTED, Columns, InputInfo,
                                      RecordBatch, rejection)
 from transforms.readers.files import is_directory, match_paths
-from transforms.readers.idx import idx_labels_path
 
+# Each module registers its reader on import. This order is --input-format's list of choices and the order
+# in which file names are tried: a name is parquet before it is idx ("idx3" may stand in a Parquet file's name).
+for _module in ("images", "parquet", "jsonl", "csvfile", "idx"):
+    importlib.import_module(f"transforms.readers.{_module}")
 FORMATS = tuple(READERS)
+
+from transforms.readers.idx import idx_labels_path  # noqa: E402 - after the registration above
 
 __all__ = ["DEFAULT_BATCH_SIZE", "FORMATS", "REJECTED", "Columns", "InputInfo", "ReadRecords", "RecordBatch",
            "detect_format", "idx_labels_path", "inspect_input", "match_paths", "rejection"]
