@@ -19,7 +19,6 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from dpsynth.encoders import Encoder, default_torch_threads, get_encoder
@@ -29,7 +28,8 @@ from beam_pipeline.options import make_parser
 from beam_pipeline.outputs import OVERWRITE_HELP, StagedFile, StagedOutput, check_disjoint
 from beam_pipeline.pipeline import SHARD_TEMPLATE
 from transforms.embedding import PRIVATE_NOTE, EmbedRecords, embedding_schema
-from transforms.readers import DEFAULT_BATCH_SIZE, FORMATS, Columns, ReadRecords
+from transforms.readers import DEFAULT_BATCH_SIZE, FORMATS, Columns, ReadRecords, inspect_input
+from transforms.readers.files import parquet_schema
 
 LOG = logging.getLogger("dpsynth.embed")
 
@@ -91,15 +91,15 @@ class EmbeddingStage:
         if dimension is not None and self.encoder.modality != "vector":
             raise UserError(f"--dimension is the length of precomputed vectors (--encoder none); "
                             f"{self.encoder.name} declares its own output size ({self.encoder.output_dim})")
-        self.read = ReadRecords(args.input, self.encoder.modality, args.input_format, columns,
-                                args.batch_size, args.idx_labels,
-                                vector_dim=dimension if self.encoder.modality == "vector" else None)
+        self.info = inspect_input(args.input, self.encoder.modality, args.input_format, columns, args.idx_labels,
+                                  vector_dim=dimension if self.encoder.modality == "vector" else None)
+        self.read = ReadRecords(self.info, args.batch_size)
         if self.encoder.modality == "vector":
             from dpsynth.encoders.vector import Precomputed
 
             if isinstance(self.encoder, Precomputed):
-                self.encoder = Precomputed(self.read.vector_dim)  # the declared length, so embed records it
-        self.schema = embedding_schema(self.read.label_type, self.read.has_ids, self.encoder,
+                self.encoder = Precomputed(self.info.vector_dim)  # the declared length, so embed records it
+        self.schema = embedding_schema(self.info.label_type, self.info.has_ids, self.encoder,
                                        embedding_column=embedding_column, label_column=label_column)
         self.torch_threads = args.torch_threads or default_torch_threads()
         self.embedding_column, self.label_column = embedding_column, label_column
@@ -151,12 +151,9 @@ def write_rejections(rejected, prefix: str):
 
 def is_embed_output(path: str) -> bool:
     """A Parquet file `dpsynth embed` wrote (its schema metadata marks it): the only file --overwrite replaces."""
-    import pyarrow.parquet as pq
-
     try:
-        with FileSystems.open(path) as handle:
-            metadata = pq.ParquetFile(handle).schema_arrow.metadata or {}
-    except Exception:  # noqa: BLE001 - unreadable: not ours
+        metadata = parquet_schema(path).metadata or {}
+    except UserError:  # unreadable: not ours
         return False
     return b"dpsynth.privacy" in metadata
 
@@ -217,7 +214,7 @@ def run(argv: list[str]) -> int:
         raise
     LOG.info("encoder %s (%s, %d-d); reading %s as %s; torch threads per worker %d",
              stage.encoder.name, stage.encoder.modality, stage.encoder.output_dim, args.input,
-             stage.read.format, stage.torch_threads)
+             stage.info.format, stage.torch_threads)
     start = time.time()
     pipeline = beam.Pipeline(options=options)
     tables, rejected = stage.apply(pipeline)

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dpsynth.errors import UserError
+from dpsynth.validation import embedding_matrix
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,8 +70,7 @@ def read_embeddings(paths: list[Path], embedding_column: str, label_column: str)
         if lengths is not None and len(lengths) and (lengths.min() != lengths.max()):
             raise UserError(f"{path}: embeddings of different lengths ({lengths.min()}..{lengths.max()})")
         dim = int(lengths[0]) if lengths is not None and len(lengths) else col.type.list_size
-        values = np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-        x = values.reshape(len(col), dim) if len(col) else np.zeros((0, dim), np.float32)
+        x = embedding_matrix(col, dim)
         if not np.isfinite(x).all():
             raise UserError(f"{path}: non-finite values in {embedding_column!r}")
         xs.append(x)

@@ -66,17 +66,17 @@ def run(argv: Sequence[str] | None = None) -> int:
                         "--privacy-unit-column works with `dpsynth synthesize` on a Parquet input")
     pipeline_options = PipelineOptions(beam_args)
     stage = EmbeddingStage(args, embedding_column="embedding", label_column=args.label_column)
-    integer_labels = stage.read.label_type == "int64"
+    integer_labels = stage.info.label_type == "int64"
     config = options.config_from_args(args, integer_labels)
     # The same public rule as synthesize, for every input format: --min-rows or the absolute cap.
     options.check_delta(config, args.min_rows)
-    dimension = stage.encoder.output_dim or stage.read.vector_dim  # both public: declared, never a row's
+    dimension = stage.encoder.output_dim or stage.info.vector_dim  # both public: declared, never a row's
     if not dimension:
         raise UserError("the embedding size is not a public fact of this input; pass --dimension d")
     if args.diagnostics_output:
         private.check_location(args.diagnostics_output, args.output, (args.input,), args.overwrite)
     records_rejected, embeddings_rejected = _rejected_dirs(args.rejected_output, args.overwrite)
-    LOG.info("encoder %s (%d-d); reading %s as %s", stage.encoder.name, dimension, args.input, stage.read.format)
+    LOG.info("encoder %s (%d-d); reading %s as %s", stage.encoder.name, dimension, args.input, stage.info.format)
 
     def read_tables(pipeline):
         # element: pa.Table ([id,] label, embedding list<float32>), straight from RunInference

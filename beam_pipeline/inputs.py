@@ -14,16 +14,17 @@ import dataclasses
 from typing import Optional
 
 import pyarrow as pa
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
 from dpsynth.errors import UserError
 from dpsynth.params import MAX_DIMENSION
 from dpsynth.validation import check_schema, resolve_dimension
+from transforms.readers.files import list_files, parquet_schema
 
 
 @dataclasses.dataclass(frozen=True)
 class ParquetInput:
+    """The synthesis input as the footers describe it: its files, schema, public dimension and label type."""
+
     pattern: str
     files: tuple[str, ...]
     schema: pa.Schema
@@ -33,29 +34,6 @@ class ParquetInput:
     @property
     def labels_are_integers(self) -> bool:
         return pa.types.is_integer(self.label_type)
-
-
-def match_files(pattern: str) -> list[str]:
-    try:
-        matched = FileSystems.match([pattern])[0].metadata_list
-    except Exception as exc:  # Beam raises BeamIOError for unreachable paths
-        raise UserError(f"cannot list input {pattern!r}: {str(exc).splitlines()[0]}") from None
-    files = sorted(m.path for m in matched)
-    if not files:
-        raise UserError(f"no input file matches {pattern!r}")
-    return files
-
-
-def _footer(path: str) -> pq.ParquetFile:
-    try:
-        handle = FileSystems.open(path)
-    except Exception as exc:
-        raise UserError(f"cannot read Parquet file {path}: {str(exc).splitlines()[0]}") from None
-    try:
-        return pq.ParquetFile(handle)
-    except Exception as exc:
-        handle.close()
-        raise UserError(f"cannot read Parquet file {path}: {str(exc).splitlines()[0]}") from None
 
 
 def _label_kind(label_type: pa.DataType) -> str:
@@ -92,19 +70,16 @@ def inspect_parquet(pattern: str, embedding_column: str, label_column: str, extr
     if dimension is not None and dimension > MAX_DIMENSION:
         raise UserError(f"--dimension {dimension} is above {MAX_DIMENSION}; project the embeddings to fewer "
                         "dimensions first")
-    files = match_files(pattern)
-    schema = None
-    for path in files:
-        footer = _footer(path)  # every footer: a corrupt file is an error on the driver, not on a worker
-        if schema is None:
-            schema, first_path = footer.schema_arrow, path
-            check_schema(schema, embedding_column, label_column)
-            for column in extra_columns:
-                if column not in schema.names:
-                    raise UserError(f"input has no column {column!r}; its columns are: {', '.join(schema.names)}")
-        else:
-            check_same_schema(schema, first_path, footer.schema_arrow, path, embedding_column, label_column,
-                              extra_columns)
-        footer.close()
+    files = list_files(pattern)
+    if not files:
+        raise UserError(f"no input file matches {pattern!r}")
+    first_path, schema = files[0], parquet_schema(files[0])
+    check_schema(schema, embedding_column, label_column)
+    for column in extra_columns:
+        if column not in schema.names:
+            raise UserError(f"input has no column {column!r}; its columns are: {', '.join(schema.names)}")
+    for path in files[1:]:  # every footer: a corrupt file is an error on the driver, not on a worker
+        check_same_schema(schema, first_path, parquet_schema(path), path, embedding_column, label_column,
+                          extra_columns)
     dimension = resolve_dimension(schema, embedding_column, dimension)
     return ParquetInput(pattern, tuple(files), schema, dimension, schema.field(label_column).type)

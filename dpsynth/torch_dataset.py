@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from dpsynth.errors import UserError
 from dpsynth.release import load_release
+from dpsynth.validation import embedding_matrix
 
 
 class ReleaseDataset(Dataset):
@@ -33,8 +34,7 @@ class ReleaseDataset(Dataset):
         embeddings, labels = [], []
         for shard in shards:
             table = pq.read_table(shard, columns=["embedding", "label"])
-            flat = np.asarray(table.column("embedding").combine_chunks().flatten(), dtype=np.float32)
-            embeddings.append(flat.reshape(table.num_rows, release.mixture.dimension))
+            embeddings.append(embedding_matrix(table.column("embedding"), release.mixture.dimension))
             labels.extend(table.column("label").to_pylist())
         index = {label: i for i, label in enumerate(self.classes)}
         self.embeddings = torch.from_numpy(np.concatenate(embeddings))

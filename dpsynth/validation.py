@@ -77,6 +77,22 @@ def is_list_type(data_type: pa.DataType) -> bool:
             or pa.types.is_fixed_size_list(data_type))
 
 
+def embedding_matrix(column: pa.Array | pa.ChunkedArray, dimension: Optional[int] = None) -> np.ndarray:
+    """A list<number> column as float32 [rows, d].
+
+    d is `dimension` when given, else the fixed list size, else the values per
+    row; a column whose lists are not all of that length does not reshape
+    (ValueError): callers that read untrusted rows check lengths first.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    values = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    if dimension is None:
+        fixed = pa.types.is_fixed_size_list(column.type)
+        dimension = column.type.list_size if fixed else (values.size // len(column) if len(column) else 0)
+    return values.reshape(len(column), dimension)
+
+
 def check_schema(schema: pa.Schema, embedding_column: str, label_column: str) -> None:
     """One-line errors for columns that are missing or of the wrong kind."""
     names = schema.names

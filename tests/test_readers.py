@@ -17,7 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
 from dpsynth.errors import UserError
-from transforms.readers import Columns, ReadRecords, detect_format, idx_labels_path
+from transforms.readers import DEFAULT_BATCH_SIZE, Columns, ReadRecords, detect_format, idx_labels_path, inspect_input
 
 
 def _dump(values, path):
@@ -33,6 +33,11 @@ def collect(pcoll, path, label):
 def _load(path):
     with open(path, "rb") as f:
         return pickle.load(f)
+
+
+def _read(path: str, modality: str, batch_size: int = DEFAULT_BATCH_SIZE, **options) -> ReadRecords:
+    """The driver's check, then the transform it describes."""
+    return ReadRecords(inspect_input(path, modality, **options), batch_size)
 
 
 def _run(reader: ReadRecords, tmp_dir=None):
@@ -79,8 +84,8 @@ def test_image_folder(tmp_path, digit):
     (tmp_path / "dog" / "broken.png").write_bytes(b"\x89PNG not really")
     (tmp_path / "dog" / "empty.jpg").write_bytes(b"")
     (tmp_path / "dog" / "README.txt").write_text("not an image")
-    reader = ReadRecords(str(tmp_path), "image", batch_size=2)
-    assert (reader.format, reader.has_ids, reader.label_type) == ("images", True, "string")
+    reader = _read(str(tmp_path), "image", batch_size=2)
+    assert (reader.info.format, reader.info.has_ids, reader.info.label_type) == ("images", True, "string")
     rows, rejected, counters = _run(reader)
     assert [(i, l) for i, l, _ in rows] == [("cat/a.png", "cat"), ("cat/b.jpg", "cat"),
                                            ("dog/c.PNG", "dog"), ("dog/d.png", "dog")]
@@ -99,9 +104,9 @@ def test_image_folder_without_images_is_a_user_error(tmp_path):
     (tmp_path / "cat").mkdir()
     (tmp_path / "cat" / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="has no images"):
-        ReadRecords(str(tmp_path), "image")
+        inspect_input(str(tmp_path), "image")
     with pytest.raises(UserError, match="expects text"):
-        ReadRecords(str(tmp_path), "text")
+        inspect_input(str(tmp_path), "text")
 
 
 def test_parquet_image_bytes(tmp_path, digit):
@@ -113,8 +118,8 @@ def test_parquet_image_bytes(tmp_path, digit):
                     b"garbage", None],
     })
     pq.write_table(table, path)
-    reader = ReadRecords(str(path), "image", columns=Columns(image="picture"), batch_size=8)
-    assert (reader.format, reader.has_ids, reader.label_type) == ("parquet", True, "int64")
+    reader = _read(str(path), "image", columns=Columns(image="picture"), batch_size=8)
+    assert (reader.info.format, reader.info.has_ids, reader.info.label_type) == ("parquet", True, "int64")
     rows, rejected, counters = _run(reader)
     assert [(i, l) for i, l, _ in rows] == [("r0", 3), ("r1", 4)]
     np.testing.assert_array_equal(rows[0][2], digit)
@@ -129,13 +134,13 @@ def test_parquet_text_without_ids_and_missing_column(tmp_path):
     path = tmp_path / "texts.parquet"
     pq.write_table(pa.table({"text": ["hello there", "  ", "general kenobi"],
                              "label": ["a", "b", "c"]}), path)
-    reader = ReadRecords(str(path), "text")
-    assert (reader.has_ids, reader.label_type) == (False, "string")
+    reader = _read(str(path), "text")
+    assert (reader.info.has_ids, reader.info.label_type) == (False, "string")
     rows, rejected, _ = _run(reader)
     assert [(l, t) for _, l, t in rows] == [("a", "hello there"), ("c", "general kenobi")]
     assert [r["reason"] for r in rejected] == ["empty text"]
     with pytest.raises(UserError, match="no column 'body'"):
-        ReadRecords(str(path), "text", columns=Columns(text="body"))
+        inspect_input(str(path), "text", columns=Columns(text="body"))
 
 
 def test_jsonl_plain_and_gzip(tmp_path):
@@ -150,8 +155,8 @@ def test_jsonl_plain_and_gzip(tmp_path):
     plain.write_text("\n".join(lines) + "\n")
     with gzip.open(tmp_path / "b.jsonl.gz", "wt") as f:
         f.write(lines[0].replace('"id": 1', '"id": 7') + "\n")
-    reader = ReadRecords(str(tmp_path / "*.jsonl*"), "text", input_format="jsonl", batch_size=1)
-    assert reader.has_ids
+    reader = _read(str(tmp_path / "*.jsonl*"), "text", input_format="jsonl", batch_size=1)
+    assert reader.info.has_ids
     rows, rejected, counters = _run(reader)
     assert rows == [("1", "ham", "good morning"), ("6", "0", "see you at lunch"),
                     ("7", "ham", "good morning")]
@@ -168,13 +173,13 @@ def test_csv_with_quoted_newlines(tmp_path):
                     'm2,,spam\n'
                     'm3,cheap pills,\n'
                     'm4,meeting at noon,ham\n')
-    reader = ReadRecords(str(path), "text")
-    assert reader.format == "csv" and reader.has_ids
+    reader = _read(str(path), "text")
+    assert reader.info.format == "csv" and reader.info.has_ids
     rows, rejected, _ = _run(reader)
     assert rows == [("m1", "ham", "Hello,\nthis spans two lines"), ("m4", "ham", "meeting at noon")]
     assert sorted((r["id"], r["reason"]) for r in rejected) == [("m2", "empty text"), ("m3", "missing label")]
     with pytest.raises(UserError, match="no column 'class'"):
-        ReadRecords(str(path), "text", columns=Columns(label="class"))
+        inspect_input(str(path), "text", columns=Columns(label="class"))
 
 
 def _write_idx(path, array: np.ndarray) -> None:
@@ -190,8 +195,8 @@ def test_idx_files(tmp_path):
     labels = np.array([0, 1, 2, 3, 4, 5, 9], dtype=np.uint8)
     _write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
     _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
-    reader = ReadRecords(str(tmp_path / "train-images-idx3-ubyte.gz"), "image", batch_size=3)
-    assert (reader.format, reader.label_type) == ("idx", "int64")
+    reader = _read(str(tmp_path / "train-images-idx3-ubyte.gz"), "image", batch_size=3)
+    assert (reader.info.format, reader.info.label_type) == ("idx", "int64")
     rows, rejected, _ = _run(reader)
     assert rejected == []
     by_index = sorted(rows, key=lambda r: int(r[0].split(":")[1]))
@@ -203,13 +208,13 @@ def test_idx_files(tmp_path):
 def test_idx_mismatch_and_missing_labels_are_user_errors(tmp_path):
     _write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((4, 5, 5), np.uint8))
     with pytest.raises(UserError, match="does not exist"):
-        ReadRecords(str(tmp_path / "t10k-images-idx3-ubyte"), "image")
+        inspect_input(str(tmp_path / "t10k-images-idx3-ubyte"), "image")
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(3, np.uint8))
     with pytest.raises(UserError, match="3,\\) labels for 4 images"):
-        ReadRecords(str(tmp_path / "t10k-images-idx3-ubyte"), "image")
+        inspect_input(str(tmp_path / "t10k-images-idx3-ubyte"), "image")
     (tmp_path / "junk-images-idx3-ubyte").write_bytes(b"\x01\x02\x03")
     with pytest.raises(UserError, match="not an IDX file"):
-        ReadRecords(str(tmp_path / "junk-images-idx3-ubyte"), "image",
+        inspect_input(str(tmp_path / "junk-images-idx3-ubyte"), "image",
                     idx_labels=str(tmp_path / "t10k-labels-idx1-ubyte"))
 
 
@@ -223,7 +228,7 @@ def test_detect_format_and_missing_input(tmp_path):
     with pytest.raises(UserError, match="cannot tell the format"):
         detect_format(str(tmp_path / "data.bin"))
     with pytest.raises(UserError, match="no input files match"):
-        ReadRecords(str(tmp_path / "none-*.csv"), "text")
+        inspect_input(str(tmp_path / "none-*.csv"), "text")
 
 
 def test_csv_with_an_unterminated_quote_counts_every_swallowed_line(tmp_path):
@@ -234,7 +239,7 @@ def test_csv_with_an_unterminated_quote_counts_every_swallowed_line(tmp_path):
                     'm2,"never closed,spam\n'
                     'm3,lost,ham\n'
                     'm4,also lost,spam\n')
-    rows, rejected, counters = _run(ReadRecords(str(path), "text"))
+    rows, rejected, counters = _run(_read(str(path), "text"))
     assert rows == [("m1", "ham", "fine")]
     assert [(r["position"], r["reason"]) for r in rejected] == [
         (f"line {n}", "bad csv: unterminated quote") for n in (3, 4, 5)]
@@ -244,7 +249,7 @@ def test_csv_with_an_unterminated_quote_counts_every_swallowed_line(tmp_path):
 def test_csv_with_a_stray_quote_rejects_that_record_and_reads_on(tmp_path):
     path = tmp_path / "mail.csv"
     path.write_text('id,text,label\nm1,"stray"quote,ham\nm2,fine,spam\nm3,a,b,extra\n')
-    rows, rejected, _ = _run(ReadRecords(str(path), "text"))
+    rows, rejected, _ = _run(_read(str(path), "text"))
     assert rows == [("m2", "spam", "fine")]
     assert sorted(r["reason"].split(":")[0] for r in rejected) == ["bad csv", "bad csv"]
 
@@ -252,12 +257,12 @@ def test_csv_with_a_stray_quote_rejects_that_record_and_reads_on(tmp_path):
 def test_a_utf8_bom_is_stripped_in_csv_and_jsonl(tmp_path):
     csv_path = tmp_path / "bom.csv"
     csv_path.write_bytes("\ufeffid,text,label\nm1,hello,ham\n".encode("utf-8"))
-    reader = ReadRecords(str(csv_path), "text")
-    assert reader.has_ids  # the header's first name is "id", not "\ufeffid"
+    reader = _read(str(csv_path), "text")
+    assert reader.info.has_ids  # the header's first name is "id", not "\ufeffid"
     assert _run(reader)[0] == [("m1", "ham", "hello")]
     jsonl_path = tmp_path / "bom.jsonl"
     jsonl_path.write_bytes("\ufeff{\"id\": \"j1\", \"text\": \"hi\", \"label\": \"a\"}\n".encode("utf-8"))
-    reader = ReadRecords(str(jsonl_path), "text")
+    reader = _read(str(jsonl_path), "text")
     rows, rejected, _ = _run(reader)
     assert rows == [("j1", "a", "hi")] and rejected == []
 
@@ -269,7 +274,7 @@ def test_a_decompression_bomb_is_a_counted_rejection(tmp_path, digit):
     Image.new("1", (9000, 9000)).save(bomb, format="PNG")  # 81 M pixels from a file of a few KB
     table = pa.table({"image": [bomb.getvalue(), _png_bytes(digit)], "label": [1, 2], "id": ["bomb", "ok"]})
     pq.write_table(table, tmp_path / "images.parquet")
-    rows, rejected, counters = _run(ReadRecords(str(tmp_path / "images.parquet"), "image"))
+    rows, rejected, counters = _run(_read(str(tmp_path / "images.parquet"), "image"))
     assert [r[0] for r in rows] == ["ok"]
     assert [(r["id"], r["reason"].split(":")[0]) for r in rejected] == [("bomb", "image too large")]
     assert counters["rejected_image_too_large"] == 1
@@ -279,4 +284,21 @@ def test_parquet_files_of_a_glob_must_agree_on_the_read_columns(tmp_path):
     pq.write_table(pa.table({"text": ["a"], "label": ["x"]}), tmp_path / "a.parquet")
     pq.write_table(pa.table({"text": [1], "label": ["x"]}), tmp_path / "b.parquet")
     with pytest.raises(UserError, match="b.parquet differs from .*a.parquet: its column 'text' is int64"):
-        ReadRecords(str(tmp_path / "*.parquet"), "text")
+        inspect_input(str(tmp_path / "*.parquet"), "text")
+
+
+def test_each_format_is_registered_once_and_building_the_transform_reads_nothing(tmp_path):
+    import dataclasses
+
+    from transforms.readers import FORMATS, InputInfo
+    from transforms.readers.base import READERS
+
+    assert FORMATS == ("images", "parquet", "jsonl", "csv", "idx") and set(READERS) == set(FORMATS)
+    assert all(READERS[name].name == name for name in FORMATS)
+    info = InputInfo(str(tmp_path / "gone.parquet"), "parquet", "text", Columns(), ())
+    assert ReadRecords(info, batch_size=4).info is info  # no file exists: the constructor never looked
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.has_ids = True
+    with pytest.raises(UserError, match="--batch-size must be at least 1"):
+        ReadRecords(info, batch_size=0)
+    assert detect_format("mnist-idx3-train.parquet") == "parquet"  # a name is tried as Parquet before IDX

@@ -3,7 +3,8 @@ import pyarrow as pa
 import pytest
 
 from dpsynth.errors import UserError
-from dpsynth.validation import InputSpec, check_schema, declared_dimension, resolve_dimension, validate_table
+from dpsynth.validation import (InputSpec, check_schema, declared_dimension, embedding_matrix, resolve_dimension,
+                                validate_table)
 
 SPEC = InputSpec("embedding", "label", 3, ("a", "b"), 1.0, "normalize")
 
@@ -71,3 +72,16 @@ def test_a_denormal_or_huge_row_is_bounded_like_any_other(value_type):
     assert np.isfinite(X).all()
     norms = np.linalg.norm(X, axis=1)
     assert np.all(norms <= 1.0) and np.all(norms >= 1.0 - 3 * SPEC.grid)
+
+
+def test_embedding_matrix_of_fixed_variable_chunked_and_empty_columns():
+    fixed = pa.array([[1, 2], [3, 4]], pa.list_(pa.float64(), 2))
+    variable = pa.chunked_array([pa.array([[1.0, 2.0]], pa.list_(pa.float32())),
+                                 pa.array([[9.0, 9.0], [3.0, 4.0]], pa.list_(pa.float32())).slice(1)])
+    for column in (fixed, variable):
+        x = embedding_matrix(column)
+        assert x.dtype == np.float32 and x.tolist() == [[1, 2], [3, 4]]
+    assert embedding_matrix(pa.array([], pa.list_(pa.float32())), 5).shape == (0, 5)
+    assert embedding_matrix(pa.array([], pa.list_(pa.float32(), 3))).shape == (0, 3)
+    with pytest.raises(ValueError):
+        embedding_matrix(pa.array([[1.0, 2.0], [3.0]], pa.list_(pa.float32())))

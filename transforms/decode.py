@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from dpsynth.decoders.images import contact_sheet, label_folder, png_bytes, read_png
+from dpsynth.validation import embedding_matrix
 
 WorkItem = tuple[int, str, np.ndarray]  # (file index, path, sorted row numbers to decode)
 
@@ -39,13 +40,6 @@ def read_batches(item: WorkItem, batch_size: int, label_type: pa.DataType) -> It
                       "embedding": table.column("embedding")})
     for start in range(0, table.num_rows, batch_size):
         yield table.slice(start, batch_size)
-
-
-def embedding_matrix(table: pa.Table) -> np.ndarray:
-    """list<float> column -> float32 [rows, d] (the driver checked every row has d values)."""
-    column = table.column("embedding").combine_chunks()
-    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return values.reshape(table.num_rows, -1)
 
 
 class DecodeBatchFn(beam.DoFn):
@@ -72,7 +66,9 @@ class DecodeBatchFn(beam.DoFn):
         self._check = as_image_batch
 
     def process(self, table: pa.Table) -> Iterator[pa.Table]:
-        images = self._check(self._decoder.decode(embedding_matrix(table)), table.num_rows, self._name)
+        # The driver checked that every row holds d values.
+        images = self._check(self._decoder.decode(embedding_matrix(table.column("embedding"))), table.num_rows,
+                             self._name)
         self._decoded.inc(table.num_rows)
         n, h, w = images.shape[:3]
         channels = images.shape[3] if images.ndim == 4 else 1
