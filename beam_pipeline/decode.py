@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from dpsynth.decoders import get_decoder
+from dpsynth.decoders import DECODERS, get_decoder
 from dpsynth.decoders.images import label_folder
 from dpsynth.errors import UserError
 from beam_pipeline import options
@@ -122,8 +122,7 @@ class SyntheticInput:
 
 def add_decode_arguments(parser) -> None:
     parser.add_argument("--synthetic", required=True, help="output directory of `dpsynth synthesize`")
-    parser.add_argument("--decoder", required=True,
-                        help="scatternet (inversion by optimisation), torchscript:PATH or onnx:PATH")
+    parser.add_argument("--decoder", required=True, help=DECODERS.help())
     parser.add_argument("--output", required=True, help="images directory (local or gs://); must not exist")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--per-class", type=int, help="decode at most N rows per label (default: all)")
@@ -157,7 +156,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     _positive(args.steps, "--steps", allow_zero=True)
     decoder_options = {"steps": args.steps, "lr": args.lr, "tv_weight": args.tv_weight, "scale": args.scale,
                        "stretch": args.stretch}
-    decoder = get_decoder(args.decoder, **decoder_options)  # one-line UserError for unknown names
+    with options.settings_as_flags(stretch="--no-stretch"):
+        decoder = get_decoder(args.decoder, **decoder_options)  # one-line UserError for unknown names
     source = SyntheticInput(args.synthetic)
     decoder.check(source.dimension)
     items, counts = source.plan(args.per_class)

@@ -4,8 +4,9 @@
 
 1. split the 1,797 digits (8x8 grey, 10 classes) into train (70%) and a
    held-out test set (30%) that no DP step ever sees; write both as IDX files;
-2. `embed` both with EfficientNet-Lite0 (ImageNet weights, 96 px input),
-   followed by the public random projection to 64-d, on Beam + RunInference;
+2. `embed` both with EfficientNet-Lite0 (ImageNet weights, 96 px input) or
+   another registered image encoder (demo_encoders()), followed by the
+   public random projection to 64-d, on Beam + RunInference;
 3. `synthesize` DP synthetic embeddings from the train embeddings only, at
    epsilon=1, delta=1e-5, labels 0..9 public;
 4. train the same two-layer MLP (dpsynth.evaluation.mlp) on the synthetic rows
@@ -13,16 +14,15 @@
    real rows, and print the two accuracies and where every output is.
 
 The 96 px input (not the 224 px the weights were trained at) keeps the demo
-under 5 minutes on 2 cores: the digits are 8x8, so larger inputs only
-interpolate further, and 96 px runs about 4x faster than 224 px.
+short on a small machine: the digits are 8x8, so larger inputs only
+interpolate further and cost time.
 
-The projection to 64-d (public, data-independent; ALGORITHM.md's lever for
-high dimension) is there because the demo's private set is small: about 126
-rows per class. In the full 1280-d the noisy class counts had a standard
-deviation near 60 at epsilon=1 and 4 to 6 of the 10 classes were dropped as
-unfittable (read from the released report, not from test accuracy); in 64-d
-the count gets a larger share of the budget and 9 of 10 classes were fitted.
-`--project-dim 0` runs without it.
+The projection to 64-d (public, data-independent, so free of privacy cost)
+is there because the demo's private set is small, about 126 rows per class:
+the DP noise on a class's count and mean grows with the dimension, and in the
+full 1280-d several classes' noisy counts are too uncertain to fit (README.md,
+"The method and its privacy"; the measured effect is in BENCHMARKS.md, "Notes
+moved from code"). `--project-dim 0` runs without it.
 """
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ import numpy as np
 
 from beam_pipeline.options import make_parser
 from beam_pipeline.outputs import OVERWRITE_HELP, StagedOutput
-from dpsynth.errors import UserError
+from dpsynth.encoders import ENCODERS, EncoderSpec, get_encoder
+from dpsynth.errors import UserError, join_words
 
 DEFAULT_IMAGE_SIZE = 96
 DEFAULT_PROJECT_DIM = 64
@@ -49,6 +50,11 @@ QUICK_LIMIT = 300
 QUICK_IMAGE_SIZE = 32
 TEST_FRACTION = 0.3
 SPLIT_SEED = 0  # public: which digits are held out is not private
+
+
+def demo_encoders() -> tuple[EncoderSpec, ...]:
+    """The registered encoders the demo can run: it feeds them images and has no model file to offer."""
+    return tuple(spec for spec in ENCODERS if spec.modality == "image" and not spec.takes_path)
 
 
 class _Progress:
@@ -165,7 +171,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", default="demo-output",
                         help="directory for everything the demo writes; must not exist")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    parser.add_argument("--encoder", default="efficientnet-lite0", help="efficientnet-lite0 or scatternet")
+    choices = join_words([spec.name for spec in demo_encoders()], "or")
+    parser.add_argument("--encoder", default="efficientnet-lite0", help=choices)
     parser.add_argument("--image-size", type=int, default=None,
                         help=f"efficientnet input size (default {DEFAULT_IMAGE_SIZE})")
     parser.add_argument("--project-dim", type=int, default=DEFAULT_PROJECT_DIM,
@@ -176,8 +183,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help=f"CI size: {QUICK_LIMIT} digits, {QUICK_IMAGE_SIZE} px input")
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    if args.encoder not in ("efficientnet-lite0", "scatternet"):
-        raise UserError("the demo's --encoder is efficientnet-lite0 or scatternet")
+    if args.encoder not in {spec.name for spec in demo_encoders()}:
+        raise UserError(f"the demo's --encoder is {choices}")
     limit = args.limit if args.limit is not None else (QUICK_LIMIT if args.quick else None)
     if limit is not None and limit < 50:
         raise UserError("--limit must be at least 50 digits")
@@ -216,13 +223,13 @@ def _run_demo(args: argparse.Namespace, beam_args: list[str], out: str, final: s
     progress(f"digits: {len(train_y)} train rows (the private data), {len(test_y)} held-out test rows; "
              f"written as IDX to {shown[data_dir]}")
 
-    encoder_args = ["--encoder", args.encoder] + (
-        ["--image-size", str(image_size)] if args.encoder == "efficientnet-lite0" else []) + (
+    sized = "image_size" in ENCODERS[args.encoder].options  # otherwise the encoder fixes its input size
+    encoder_args = ["--encoder", args.encoder] + (["--image-size", str(image_size)] if sized else []) + (
         ["--project-dim", str(args.project_dim)] if args.project_dim else [])
     emb_paths = {}
     for split in ("train", "test"):
         progress(f"embedding the {split} digits with {args.encoder}"
-                 + (f" at {image_size} px" if args.encoder == "efficientnet-lite0" else "")
+                 + (f" at {image_size} px" if sized else "")
                  + (f", projected to {args.project_dim}-d" if args.project_dim else "")
                  + " (Beam + RunInference) ...")
         emb_paths[split] = os.path.join(emb_dir, f"{split}.parquet")
@@ -245,7 +252,7 @@ def _run_demo(args: argparse.Namespace, beam_args: list[str], out: str, final: s
     dp_acc, dp_model = _accuracy(syn_X, syn_y, held_X, held_y)
     real_acc, _ = _accuracy(real_X, real_y, held_X, held_y)
     results = {"epsilon": args.epsilon, "delta": args.delta, "encoder": args.encoder,
-               "image_size": image_size if args.encoder == "efficientnet-lite0" else 28,
+               "image_size": image_size if sized else get_encoder(args.encoder).image_size,
                "project_dim": args.project_dim or None,
                "train_rows": int(len(real_y)), "test_rows": int(len(held_y)),
                "synthetic_rows": int(len(syn_y)), "synthetic_classes": int(len(np.unique(syn_y))),

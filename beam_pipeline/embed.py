@@ -21,10 +21,10 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from dpsynth.encoders import Encoder, default_torch_threads, get_encoder
+from dpsynth.encoders import ENCODERS, Encoder, default_torch_threads, get_encoder
 from dpsynth.errors import UserError
 from dpsynth.validation import REJECT_REASON_COLUMN
-from beam_pipeline.options import make_parser
+from beam_pipeline.options import make_parser, settings_as_flags
 from beam_pipeline.outputs import OVERWRITE_HELP, StagedFile, StagedOutput, check_disjoint
 from beam_pipeline.pipeline import SHARD_TEMPLATE
 from transforms.embedding import PRIVATE_NOTE, EmbedRecords, embedding_schema
@@ -59,8 +59,7 @@ def add_input_arguments(parser: argparse.ArgumentParser, label_flag: bool = True
     g.add_argument("--idx-labels", default=None,
                    help="IDX labels file (default: the images file's name with images->labels)")
     e = parser.add_argument_group("encoder")
-    e.add_argument("--encoder", required=True,
-                   help="efficientnet-lite0, scatternet, minilm, torchscript:PATH, onnx:PATH or none")
+    e.add_argument("--encoder", required=True, help=ENCODERS.help())
     e.add_argument("--image-size", type=int, default=None,
                    help="input resolution for efficientnet-lite0 (default 224) and user models")
     e.add_argument("--channels", type=int, choices=(1, 3), default=None, help="user models: input channels")
@@ -75,8 +74,10 @@ def add_input_arguments(parser: argparse.ArgumentParser, label_flag: bool = True
 
 
 def encoder_from_args(args: argparse.Namespace) -> Encoder:
-    return get_encoder(args.encoder, image_size=args.image_size, channels=args.channels,
-                       normalize=args.normalize, project_dim=args.project_dim)
+    """The encoder the flags ask for; a setting that does not apply is named by its flag."""
+    with settings_as_flags():
+        return get_encoder(args.encoder, image_size=args.image_size, channels=args.channels,
+                           normalize=args.normalize, project_dim=args.project_dim)
 
 
 class EmbeddingStage:

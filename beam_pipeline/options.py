@@ -7,12 +7,13 @@ so the same command runs on DirectRunner, Dataflow, Flink or Dask.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from beam_pipeline.outputs import OVERWRITE_HELP, check_disjoint
-from dpsynth.errors import UserError
+from dpsynth.errors import OptionError, UserError
 from dpsynth.params import (CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, ROW_NORMS, SynthesisConfig,
                              parse_label_list, typed_labels)
 
@@ -31,6 +32,20 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
                             epilog="Other options are passed to Apache Beam (e.g. --runner, "
                                    "--direct_running_mode, --direct_num_workers). --runner local runs the "
                                    "same algorithm in one process with plain numpy.")
+
+
+@contextlib.contextmanager
+def settings_as_flags(**flags: str) -> Iterator[None]:
+    """Library OptionErrors raised inside name their settings as this command's flags.
+
+    The library words a setting as its parameter (image_size) because it does
+    not know how it was called; the user typed --image-size. flags gives the
+    spellings that are not "--" + the parameter with hyphens (stretch="--no-stretch").
+    """
+    try:
+        yield
+    except OptionError as exc:
+        raise UserError(exc.render(lambda option: flags.get(option, "--" + option.replace("_", "-")))) from exc
 
 
 def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,10 +5,13 @@ failure probability to state.
 """
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
 
+from beam_pipeline.embed import encoder_from_args
 from dpsynth.encoders import ENCODER_NAMES, configure_torch_threads, get_encoder
 from dpsynth.encoders.imaging import to_grey_float, to_rgb_float
 from dpsynth.errors import UserError
@@ -37,10 +40,22 @@ def _class_separation(emb: np.ndarray, labels: np.ndarray) -> tuple[float, float
 def test_unknown_encoder_is_a_user_error():
     with pytest.raises(UserError, match="unknown encoder 'resnet'"):
         get_encoder("resnet")
+    # The library names settings as parameters; the command line, which the flags below come from,
+    # renders the same errors with its flag names.
     with pytest.raises(UserError, match="image-size"):
-        get_encoder("minilm", image_size=64)
+        encoder_from_args(_embed_args("minilm", image_size=64))
     with pytest.raises(UserError, match="--channels and --normalize"):
+        encoder_from_args(_embed_args("efficientnet-lite0", normalize="imagenet"))
+    with pytest.raises(UserError, match=r"\(image_size\) apply to efficientnet-lite0, torchscript:PATH") as info:
+        get_encoder("minilm", image_size=64)
+    with pytest.raises(UserError, match=r"\(channels and normalize\) apply to torchscript:PATH and onnx:PATH"):
         get_encoder("efficientnet-lite0", normalize="imagenet")
+    assert "--" not in str(info.value)
+
+
+def _embed_args(encoder: str, **flags) -> argparse.Namespace:
+    values = {"image_size": None, "channels": None, "normalize": None, "project_dim": None, **flags}
+    return argparse.Namespace(encoder=encoder, **values)
 
 
 def test_registry_names_are_documented():

@@ -4,7 +4,7 @@ Readers already batch records (about 32 per element), so RunInference is told
 not to re-batch (min = max = 1 element per call): each call runs the encoder
 once on one reader batch. The model is loaded once per worker process by
 RunInference's shared handle, with torch's thread count set first so that
-concurrent workers do not oversubscribe the cores (BEAM_NOTES.md).
+concurrent workers do not oversubscribe the cores (docs/encoders.md, "Speed").
 
 Output elements are pyarrow Tables: id (string, when the input has ids),
 label (int64 or string), embedding (list<float32>), the layout the synthesis

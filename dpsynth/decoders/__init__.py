@@ -1,73 +1,51 @@
 """Public decoders: synthetic embeddings back to images (the method's second result).
 
-`get_decoder(name)` is the only entry point the pipeline uses. Names:
-
-| name | for embeddings of | how |
-|---|---|---|
-| scatternet | the scatternet encoder (3969-d) | inversion by optimisation (no weights) |
-| torchscript:PATH | any | the user's TorchScript model |
-| onnx:PATH | any | the user's ONNX model |
-
-The other encoders (efficientnet-lite0, minilm, none) have no public decoder:
-asking for one is a one-line error that says so. A decoder sees synthetic
-embeddings only, never private data.
+`get_decoder(name)` is the only entry point the pipeline uses. The names are
+those registered in DECODERS, one DecoderSpec at the end of each family's
+module (DECODER_NAMES lists them; docs/decode.md tabulates them, checked
+against the registry by tests/test_registries.py). An encoder without a
+decoder says why in its EncoderSpec.no_decoder: asking for one is a one-line
+error that gives the reason. A decoder sees synthetic embeddings only, never
+private data.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from dpsynth.decoders.base import Decoder, as_image_batch, to_uint8
-from dpsynth.errors import UserError
+# Importing a family's module registers it; the order here is the order users see.
+from dpsynth.decoders import scatternet, custom  # noqa: F401
+from dpsynth.decoders.base import DECODERS, Decoder, DecoderSpec, as_image_batch, to_uint8
+from dpsynth.encoders import ENCODERS
+from dpsynth.errors import UserError, join_words
 
-DECODER_NAMES = ("scatternet", "torchscript:PATH", "onnx:PATH")
-# Encoders (dpsynth.encoders) for which no public decoder exists.
-WITHOUT_DECODER = {
-    "efficientnet-lite0": "its ImageNet features discard too much to invert without a learnt generator",
-    "minilm": "it embeds text; no public text decoder is bundled",
-    "none": "the embeddings were precomputed by an unknown encoder",
-}
+DECODER_NAMES = DECODERS.names()
+# Encoders (dpsynth.encoders) for which no public decoder exists, and why.
+WITHOUT_DECODER = {spec.name: spec.no_decoder for spec in ENCODERS
+                   if not spec.takes_path and DECODERS.resolve(spec.name) is None}
 
-__all__ = ["Decoder", "DECODER_NAMES", "WITHOUT_DECODER", "get_decoder", "as_image_batch", "to_uint8"]
+__all__ = ["Decoder", "DecoderSpec", "DECODERS", "DECODER_NAMES", "WITHOUT_DECODER", "get_decoder",
+           "as_image_batch", "to_uint8"]
 
 
 def get_decoder(name: str, **options: Any) -> Decoder:
     """The decoder called `name` (user model files are loaded here); UserError with one line otherwise.
 
-    options go to the scatternet inversion (steps, lr, tv_weight, scale,
-    stretch); user models take none.
+    options go to the families that register them (the scatternet inversion's
+    steps, lr, tv_weight, scale, stretch); user models take none. None values
+    count as not given.
     """
     name = (name or "").strip()
-    kind, _, path = name.partition(":")
+    found = DECODERS.resolve(name)
+    if found is None:
+        if name in WITHOUT_DECODER:
+            yours = join_words([spec.display for spec in DECODERS if spec.takes_path], "or")
+            raise UserError(f"encoder {name!r} has no decoder ({WITHOUT_DECODER[name] or 'none is registered'}); "
+                            f"pass your own decoder as {yours}")
+        raise DECODERS.unknown(name)
+    spec, path = found
     options = {key: value for key, value in options.items() if value is not None}
-    if name == "scatternet":
-        from dpsynth.decoders.scatternet import ScatterNetInversion
-
-        try:
-            return ScatterNetInversion(**options)
-        except ValueError as exc:
-            raise UserError(f"decoder 'scatternet': {_one_line(exc)}") from exc
-    if name in WITHOUT_DECODER:
-        raise UserError(f"encoder {name!r} has no decoder ({WITHOUT_DECODER[name]}); "
-                        "pass your own as --decoder torchscript:PATH or onnx:PATH")
-    if kind in ("torchscript", "onnx") and path:
-        from dpsynth.decoders.custom import OnnxDecoder, TorchScriptDecoder
-
-        if options:
-            raise UserError(f"decoder options ({', '.join(sorted(options))}) apply to scatternet only")
-        import os
-
-        if not os.path.isfile(path):
-            raise UserError(f"{kind} decoder file not found: {path}")
-        try:
-            return TorchScriptDecoder(path) if kind == "torchscript" else OnnxDecoder(path)
-        except (UserError, ValueError) as exc:
-            raise UserError(f"{kind} decoder {path}: {_one_line(exc)}") from exc
-        except Exception as exc:  # torch / onnxruntime raise many types for a bad file
-            raise UserError(f"{kind} decoder {path} does not load: {type(exc).__name__}: "
-                            f"{_one_line(exc)}") from exc
-    raise UserError(f"unknown decoder {name!r}; choose one of: {', '.join(DECODER_NAMES)}")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    DECODERS.check_options(spec, name, options)
+    if path is not None and not os.path.isfile(path):
+        raise UserError(f"{spec.name} decoder file not found: {path}")
+    return DECODERS.create(spec, name, path, options)

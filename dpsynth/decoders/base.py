@@ -4,13 +4,17 @@ A decoder only ever sees synthetic embeddings, which are already a
 post-processing of the DP release; it must never be fitted on, or given, the
 private records. Its settings are therefore free of privacy cost, and its
 output inherits the (epsilon, delta) of the synthetic embeddings it decodes.
+Each family registers a DecoderSpec in DECODERS (at the end of its module).
 """
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+
+from dpsynth.registry import Registry, Spec
 
 
 class Decoder(abc.ABC):
@@ -41,6 +45,17 @@ class Decoder(abc.ABC):
                             f"the synthetic rows have {dimension}")
         probe = self.decode(np.zeros((1, dimension), np.float32))
         as_image_batch(probe, 1, self.name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecoderSpec(Spec):
+    """A registered decoder family and the embeddings it can decode."""
+
+    #: whose embeddings it inverts, for users: "the scatternet encoder (3969-d)", "any encoder"
+    embeddings_of: str
+
+
+DECODERS: Registry[DecoderSpec] = Registry("decoder", path_noun="decoder")
 
 
 def as_image_batch(images: np.ndarray, count: int, name: str) -> np.ndarray:

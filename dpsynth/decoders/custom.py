@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from dpsynth.decoders.base import Decoder, to_uint8
+from dpsynth.decoders.base import DECODERS, Decoder, DecoderSpec, to_uint8
 from dpsynth.errors import UserError
 
 
@@ -80,3 +80,10 @@ class OnnxDecoder(Decoder):
         x = np.ascontiguousarray(embeddings, dtype=np.float32)
         out = self.session.run(None, {self.input_name: x})[0]
         return to_uint8(to_image_layout(out, len(embeddings), self.name))
+
+
+for _family, _name, _format in ((TorchScriptDecoder, "torchscript", "TorchScript"),
+                                (OnnxDecoder, "onnx", "ONNX")):
+    DECODERS.register(DecoderSpec(name=_name, factory=_family, takes_path=True, embeddings_of="any encoder",
+                                  description=f"your {_format} model"))
+del _family, _name, _format

@@ -33,7 +33,7 @@ from typing import Optional
 
 import numpy as np
 
-from dpsynth.decoders.base import Decoder, to_uint8
+from dpsynth.decoders.base import DECODERS, Decoder, DecoderSpec, to_uint8
 
 SIZE = 28
 J = 2
@@ -170,3 +170,9 @@ class ScatterNetInversion(Decoder):
         empty = ~np.any(self.targets(embeddings) != 0, axis=1)
         images[empty] = 0.0
         return to_uint8(images)
+
+
+DECODERS.register(DecoderSpec(
+    name=ScatterNetInversion.name, factory=ScatterNetInversion,
+    options=("steps", "lr", "tv_weight", "scale", "stretch"),
+    embeddings_of=f"the scatternet encoder ({DIMENSION}-d)", description="inversion by optimisation, no weights"))

@@ -1,41 +1,38 @@
 """Public encoders: the method's step 1, a fixed map from record to vector.
 
-`get_encoder(name)` is the only entry point the pipeline uses. Names:
-
-| name | modality | output |
-|---|---|---|
-| efficientnet-lite0 | image | 1280 |
-| scatternet | image (small, grey) | 3969 |
-| minilm | text | 384 (unit norm) |
-| torchscript:PATH | image | the model's |
-| onnx:PATH | image | the model's |
-| none | vector (precomputed) | the input's |
-
-Each family's module docstring gives its exact preprocessing. Every weight file
-comes from an installed package or the user's path: nothing is downloaded.
+`get_encoder(name)` is the only entry point the pipeline uses. The names are
+those registered in ENCODERS, one EncoderSpec at the end of each family's
+module (ENCODER_NAMES lists them; docs/encoders.md tabulates them, checked
+against the registry by tests/test_registries.py). Each family's module
+docstring gives its exact preprocessing. Every weight file comes from an
+installed package or the user's path: nothing is downloaded.
 """
 from __future__ import annotations
 
-from dpsynth.encoders.base import (MODALITIES, Encoder, configure_torch_threads,
+# Importing a family's module registers it; the order here is the order users see.
+from dpsynth.encoders import efficientnet, scatternet, minilm, custom, vector  # noqa: F401
+from dpsynth.encoders.base import (ENCODERS, MODALITIES, Encoder, EncoderSpec, configure_torch_threads,
                                    default_torch_threads)
-from dpsynth.errors import UserError
+from dpsynth.errors import OptionError
+from dpsynth.registry import one_line
 
-ENCODER_NAMES = ("efficientnet-lite0", "scatternet", "minilm", "torchscript:PATH", "onnx:PATH", "none")
+ENCODER_NAMES = ENCODERS.names()
 
-__all__ = ["Encoder", "ENCODER_NAMES", "MODALITIES", "get_encoder", "configure_torch_threads",
-           "default_torch_threads"]
+__all__ = ["Encoder", "EncoderSpec", "ENCODERS", "ENCODER_NAMES", "MODALITIES", "get_encoder",
+           "configure_torch_threads", "default_torch_threads"]
 
 
 def get_encoder(name: str, *, image_size: int | None = None, channels: int | None = None,
                 normalize: str | None = None, project_dim: int | None = None) -> Encoder:
     """The encoder called `name`, validated (user model files are loaded and probed here).
 
-    image_size applies to efficientnet-lite0 and user models; channels and
-    normalize to user models only; project_dim (any encoder) appends the
-    public random projection of dpsynth.encoders.projection. Raises UserError
-    with one line otherwise.
+    image_size, channels and normalize go to the families that register them
+    (EncoderSpec.options); project_dim (any encoder) appends the public random
+    projection of dpsynth.encoders.projection. Raises UserError with one line
+    otherwise (an OptionError, naming settings as parameters, when a setting
+    does not apply: a command line renders it with its flags).
     """
-    encoder = _base_encoder(name, image_size=image_size, channels=channels, normalize=normalize)
+    encoder = ENCODERS.build(name, {"image_size": image_size, "channels": channels, "normalize": normalize})
     if project_dim is None:
         return encoder
     from dpsynth.encoders.projection import RandomProjection
@@ -43,50 +40,4 @@ def get_encoder(name: str, *, image_size: int | None = None, channels: int | Non
     try:
         return RandomProjection(encoder, project_dim)
     except ValueError as exc:
-        raise UserError(_one_line(exc)) from exc
-
-
-def _base_encoder(name: str, *, image_size: int | None, channels: int | None, normalize: str | None) -> Encoder:
-    name = (name or "").strip()
-    kind, _, path = name.partition(":")
-    if (channels is not None or normalize is not None) and kind not in ("torchscript", "onnx"):
-        raise UserError(f"--channels and --normalize apply to torchscript: and onnx: models only, not {name!r}")
-    try:
-        if name == "efficientnet-lite0":
-            from dpsynth.encoders.efficientnet import EfficientNetLite0
-
-            return EfficientNetLite0(image_size)
-        if image_size is not None and kind not in ("torchscript", "onnx"):
-            raise UserError(f"--image-size applies to efficientnet-lite0, torchscript: and onnx: only, "
-                            f"not {name!r}")
-        if name == "scatternet":
-            from dpsynth.encoders.scatternet import ScatterNet
-
-            return ScatterNet()
-        if name == "minilm":
-            from dpsynth.encoders.minilm import MiniLM
-
-            return MiniLM()
-        if name == "none":
-            from dpsynth.encoders.vector import Precomputed
-
-            return Precomputed()
-        if kind in ("torchscript", "onnx") and path:
-            from dpsynth.encoders.custom import OnnxModel, TorchScriptModel
-
-            cls = TorchScriptModel if kind == "torchscript" else OnnxModel
-            try:
-                return cls(path, image_size=image_size, channels=channels, normalize=normalize)
-            except (UserError, ValueError) as exc:
-                raise UserError(f"{kind} model {path}: {_one_line(exc)}") from exc
-            except Exception as exc:  # torch/onnxruntime raise many types for a bad file
-                raise UserError(f"{kind} model {path} does not load: {type(exc).__name__}: "
-                                f"{_one_line(exc)}") from exc
-    except ValueError as exc:
-        raise UserError(f"encoder {name!r}: {_one_line(exc)}") from exc
-    raise UserError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODER_NAMES)}")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+        raise OptionError("{options}: {reason}", ["project_dim"], reason=one_line(exc)) from exc

@@ -11,14 +11,18 @@ part where it belongs:
 - `forward(model, inputs)` runs the model and returns float32 [b, d].
 
 Encoder objects hold configuration only, never a loaded model, so they pickle
-cheaply into Beam's DoFns.
+cheaply into Beam's DoFns. Each family registers an EncoderSpec in ENCODERS
+(at the end of its module); names, help texts and checks derive from it.
 """
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+from dpsynth.registry import Registry, Spec
 
 MODALITIES = ("image", "text", "vector")
 
@@ -64,9 +68,11 @@ class Encoder(abc.ABC):
         return _MODEL_CACHE[key]
 
     def cache_key(self) -> str:
+        """What the loaded weights depend on: configurations sharing it share one model."""
         return self.name
 
     def describe(self) -> dict[str, Any]:
+        """Public settings, written into the embeddings' metadata so a reader knows how they were made."""
         return {"encoder": self.name, "modality": self.modality,
                 "output_dim": self.output_dim, "preprocessing": self.preprocessing}
 
@@ -74,18 +80,32 @@ class Encoder(abc.ABC):
 _MODEL_CACHE: dict[tuple[str, str], Any] = {}
 
 
-def default_torch_threads() -> int:
-    """Intra-op threads per worker process: one, unless the user asks for more.
+@dataclass(frozen=True, kw_only=True)
+class EncoderSpec(Spec):
+    """A registered encoder family: what the readers must produce for it and what it returns."""
 
-    Measured on this project's 2-core machine while other jobs shared it
-    (load average 6-7), one process, batches of 32, same inputs:
-    efficientnet-lite0 at 96 px 71 img/s with 1 thread against 31 with 2;
-    MiniLM 118 short texts/s against 22; ScatterNet 97 img/s against 12.
+    #: "image", "text" or "vector": which readers feed it
+    modality: str
+    #: length of its embeddings, or None where the user's model or input decides it
+    output_dim: int | None
+    #: why no public decoder inverts it (dpsynth.decoders names it); empty where one does
+    no_decoder: str = ""
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ValueError(f"encoder {self.name!r}: modality {self.modality!r} is not one of {MODALITIES}")
+
+
+ENCODERS: Registry[EncoderSpec] = Registry("encoder", path_noun="model")
+
+
+def default_torch_threads() -> int:
+    """Intra-op threads per worker process: one, unless the caller asks for more.
+
     torch's OpenMP threads spin-wait for cores that other processes hold, so
-    more threads than free cores collapses throughput (BEAM_NOTES.md saw the
-    same inside RunInference). Parallelism comes from Beam worker processes
-    instead (--direct_num_workers, or the runner's workers); on a dedicated
-    machine --torch-threads can raise it.
+    more threads than free cores collapses throughput (measured in
+    BENCHMARKS.md, "Notes moved from code"). Parallelism comes from Beam
+    worker processes instead; on a dedicated machine the caller can raise it.
     """
     return 1
 

@@ -8,7 +8,7 @@ Preprocessing (documented defaults, changeable from the command line):
 - channels: 3 (grey replicated; colour as R, G, B) or 1 (BT.601 luma);
 - bilinear resize (antialiased when shrinking) to image_size x image_size:
   for ONNX, taken from the model's input shape when it is fixed, else 224;
-  for TorchScript, 224 unless --image-size says otherwise;
+  for TorchScript, 224 unless image_size says otherwise;
 - pixel values scaled to [0, 1]; with normalize="imagenet" also the ImageNet
   per-channel mean/std (3 channels only);
 - input NCHW float32.
@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dpsynth.encoders.base import Encoder
+from dpsynth.encoders.base import ENCODERS, Encoder, EncoderSpec
 from dpsynth.encoders.efficientnet import IMAGENET_MEAN, IMAGENET_STD
 from dpsynth.encoders.imaging import resize_stack, to_grey_float, to_rgb_float
 
@@ -156,3 +156,10 @@ class OnnxModel(_UserImageModel):
         out = _first_output(model.run(None, {name: x.astype(np.float32, copy=False)}))
         out = np.asarray(out)
         return out.reshape(out.shape[0], -1).astype(np.float32, copy=False)
+
+
+for _family, _format in ((TorchScriptModel, "TorchScript"), (OnnxModel, "ONNX")):
+    ENCODERS.register(EncoderSpec(
+        name=_family.kind, factory=_family, modality=_family.modality, output_dim=None, takes_path=True,
+        options=("image_size", "channels", "normalize"), description=f"your {_format} image model"))
+del _family, _format

@@ -7,12 +7,11 @@ Preprocessing (the model's ImageNet recipe):
 - grey images are replicated to 3 channels; colour images keep R, G, B;
 - bilinear resize (antialiased when shrinking) to image_size x image_size
   (default 224, the training resolution; smaller sizes trade feature quality
-  for speed: 96 px is about 4x faster on CPU);
+  for speed);
 - scale to [0, 1], then per-channel ImageNet normalisation
   mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225);
-- NCHW in channels_last memory format (at 96 px on this project's 2-core
-  machine, 2 threads: 28.7 img/s against 13.6 in the default layout;
-  BENCHMARKS.md: 18.6 against 6 img/s at 224 px).
+- NCHW in channels_last memory format, which CPU convolutions run faster on
+  (BENCHMARKS.md, "Notes moved from code").
 
 Output: the final 1x1-conv feature map (after BN and swish), averaged over
 space: 1280-d float32, not normalised (the synthesis step bounds norms).
@@ -25,11 +24,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dpsynth.encoders.base import Encoder
+from dpsynth.encoders.base import ENCODERS, Encoder, EncoderSpec
 from dpsynth.encoders.imaging import resize_stack, to_rgb_float
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+OUTPUT_DIM = 1280
 
 
 class EfficientNetLite0(Encoder):
@@ -46,7 +46,7 @@ class EfficientNetLite0(Encoder):
 
     @property
     def output_dim(self) -> int:
-        return 1280
+        return OUTPUT_DIM
 
     def cache_key(self) -> str:
         return self.name  # the weights do not depend on the input size
@@ -76,3 +76,10 @@ class EfficientNetLite0(Encoder):
         with torch.inference_mode():
             feats = model.extract_features(inputs).mean((2, 3))
         return feats.numpy().astype(np.float32, copy=False)
+
+
+ENCODERS.register(EncoderSpec(
+    name=EfficientNetLite0.name, factory=EfficientNetLite0, modality=EfficientNetLite0.modality,
+    output_dim=OUTPUT_DIM, options=("image_size",),
+    description="ImageNet EfficientNet-Lite0 features of any image",
+    no_decoder="its ImageNet features discard too much to invert without a learnt generator"))

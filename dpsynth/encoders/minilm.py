@@ -15,9 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dpsynth.encoders.base import Encoder
+from dpsynth.encoders.base import ENCODERS, Encoder, EncoderSpec
 
 MAX_SEQ_LENGTH = 256
+OUTPUT_DIM = 384
 _TOKENIZERS: dict[str, Any] = {}
 
 
@@ -43,7 +44,7 @@ class MiniLM(Encoder):
 
     @property
     def output_dim(self) -> int:
-        return 384
+        return OUTPUT_DIM
 
     def _tokenizer(self) -> Any:
         if "minilm" not in _TOKENIZERS:
@@ -73,3 +74,9 @@ class MiniLM(Encoder):
         with torch.inference_mode():
             out = model(dict(inputs))["sentence_embedding"]
         return out.numpy().astype(np.float32, copy=False)
+
+
+ENCODERS.register(EncoderSpec(
+    name=MiniLM.name, factory=MiniLM, modality=MiniLM.modality, output_dim=OUTPUT_DIM,
+    description="all-MiniLM-L6-v2 sentence embeddings of texts, unit norm",
+    no_decoder="it embeds text; no public text decoder is bundled"))

@@ -1,8 +1,8 @@
-"""A public random projection after any encoder: `--project-dim K`.
+"""A public random projection after any encoder (get_encoder's project_dim).
 
-Why: the DP noise on a released mean grows with sqrt(d) (ALGORITHM.md, "known
-weak points"), and the budget split gives each pass's count a share that
-shrinks as 1/(1 + sqrt(d)). Small private datasets (a few hundred rows per
+Why: the DP noise on a released mean grows with sqrt(d), and the budget split
+gives each pass's count a share that shrinks as 1/(1 + sqrt(d)) (README.md,
+"The method and its privacy"). Small private datasets (a few hundred rows per
 class) lose whole classes to that noise in 1280-d; a data-independent
 projection to K dimensions keeps pairwise distances to within a factor
 1 +- O(sqrt(log n / K)) (Johnson-Lindenstrauss) and costs no privacy.
@@ -38,9 +38,10 @@ class RandomProjection(Encoder):
 
     def __init__(self, base: Encoder, output_dim: int):
         if output_dim < 1:
-            raise ValueError(f"--project-dim must be at least 1, got {output_dim}")
+            raise ValueError(f"the output dimension must be at least 1, got {output_dim}")
         if base.output_dim and output_dim >= base.output_dim:
-            raise ValueError(f"--project-dim {output_dim} is not below {base.name}'s {base.output_dim} dimensions")
+            raise ValueError(f"the output dimension {output_dim} is not below {base.name}'s "
+                             f"{base.output_dim} dimensions")
         self.base, self._dim = base, int(output_dim)
         self.name = f"{base.name}+rp{output_dim}"
         self.modality = base.modality

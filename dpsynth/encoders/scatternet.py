@@ -22,24 +22,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dpsynth.encoders.base import Encoder
+from dpsynth.encoders.base import ENCODERS, Encoder, EncoderSpec
 from dpsynth.encoders.imaging import resize_stack, to_grey_float
 
 SIZE = 28
 J = 2
 CHANNELS = 81
 SPATIAL = SIZE // 2 ** J
+OUTPUT_DIM = CHANNELS * SPATIAL * SPATIAL
 
 
 class ScatterNet(Encoder):
     name = "scatternet"
     modality = "image"
+    image_size = SIZE  # fixed by the specification: every image is resized to it
     preprocessing = ("grey (BT.601 luma), [0,1]; bilinear resize to 28x28; "
                      "wavelet scattering J=2, L=8 -> 81x7x7 flattened to 3969-d; no normalisation")
 
     @property
     def output_dim(self) -> int:
-        return CHANNELS * SPATIAL * SPATIAL
+        return OUTPUT_DIM
 
     def preprocess(self, items: Sequence[np.ndarray]) -> Any:
         return resize_stack([to_grey_float(im)[None] for im in items], SIZE, antialias=False)[:, 0]
@@ -57,3 +59,8 @@ class ScatterNet(Encoder):
         with torch.inference_mode():
             out = model(inputs)  # [b, 81, 7, 7]
         return out.reshape(out.shape[0], -1).numpy().astype(np.float32, copy=False)
+
+
+ENCODERS.register(EncoderSpec(
+    name=ScatterNet.name, factory=ScatterNet, modality=ScatterNet.modality, output_dim=OUTPUT_DIM,
+    description="wavelet scattering of small grey images, no learnt weights"))

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dpsynth.encoders.base import Encoder
+from dpsynth.encoders.base import ENCODERS, Encoder, EncoderSpec
 
 
 class Precomputed(Encoder):
@@ -34,3 +34,9 @@ class Precomputed(Encoder):
 
     def forward(self, model: Any, inputs: Any) -> np.ndarray:
         return np.asarray(inputs, dtype=np.float32)
+
+
+ENCODERS.register(EncoderSpec(
+    name=Precomputed.name, factory=Precomputed, modality=Precomputed.modality, output_dim=None,
+    description="the input already holds the vectors",
+    no_decoder="the embeddings were precomputed by an unknown encoder"))
