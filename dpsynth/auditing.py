@@ -308,6 +308,9 @@ class ReleaseKindAudit:
     mechanism: str
     base_rows: np.ndarray  # [n, d], bounded
     record: np.ndarray  # [d], raw (bounded here)
+    audit_delta: float = 0.05  # the profile point the bound is taken at (label selection picks c for it)
+    alpha: float = 1e-8
+    selection_fraction: float = 1 / 3
 
     def _pass(self):
         from dpsynth.algorithm import PassSpec
@@ -370,18 +373,34 @@ class ReleaseKindAudit:
     def _label_statistic(self, with_record: bool, runs: int, source) -> np.ndarray:
         """Whether a label held by c (D) or c + 1 (D') records is released.
 
-        Only the label set leaves, a binary outcome, so the event is fixed by
-        the threshold T; the auditor picks c. c = T - 1.1 sigma (of the claimed
-        noise) is where {released} is the tightest event of a Gaussian
-        mechanism near AUDIT_DELTA = 0.05 and noise between 1 and 2.5 x the
-        sensitivity (found by maximising the bound analytically).
+        Only the label set leaves, a binary outcome, so the event {released}
+        is fixed by the threshold T; the auditor picks c. It is the count that
+        maximises the bound this audit can certify for the claimed noise: the
+        Gaussian tail probabilities on both sides, each moved by its
+        Clopper-Pearson half-width (normal approximation) at the audit's own
+        sample size, `alpha` and `audit_delta`. The choice uses only the
+        plan's public parameters, never a sample.
         """
         from dpsynth.algorithm import select_labels
 
-        plan = self.plan
-        base = max(0, round(plan.label_threshold - 1.1 * plan.label_sigma))
-        count = base + (1 if with_record else 0)
-        return np.array([float(len(select_labels({"x": count}, plan, source))) for _ in range(runs)])
+        count = label_audit_count(self.plan.label_threshold, self.plan.label_sigma,
+                                  runs - int(runs * self.selection_fraction), self.alpha, self.audit_delta)
+        count += 1 if with_record else 0
+        return np.array([float(len(select_labels({"x": count}, self.plan, source))) for _ in range(runs)])
+
+
+def label_audit_count(threshold: float, sigma: float, test_runs: int, alpha: float, delta: float) -> int:
+    """The record count c whose neighbour pair (c, c + 1) gives the largest certifiable bound."""
+    z = stats.norm.isf(alpha / 2)
+    best, best_count = -math.inf, max(0, round(threshold))
+    for c in range(max(0, math.floor(threshold - 6 * sigma)), math.ceil(threshold + 6 * sigma) + 1):
+        p = stats.norm.sf((threshold - c) / sigma)  # released from D
+        q = stats.norm.sf((threshold - c - 1) / sigma)  # released from D'
+        q_low = q - z * math.sqrt(q * (1 - q) / test_runs) - delta
+        p_high = p + z * math.sqrt(p * (1 - p) / test_runs)
+        if q_low > 0 and p_high > 0 and math.log(q_low / p_high) > best:
+            best, best_count = math.log(q_low / p_high), c
+    return best_count
 
 
 def mechanism_claim(ledger, name: str, delta: float) -> float:
