@@ -17,11 +17,14 @@ from typing import Any, Optional
 
 import numpy as np
 
-from dpsynth import clustering, finite, gmm, norms
+from dpsynth import finite, gmm, norms
 from dpsynth.calibration import PassNoise, ReleasePlan
-from dpsynth.clustering import ClassSummary, NearestCentre, Partitioner, SecondMoment, Stats, WholeClass
 from dpsynth.noise import NoiseSource, release_gaussian
 from dpsynth.params import SynthesisConfig
+from dpsynth.private_stats import (NearestCentre, Partitioner, SecondMoment, Stats, WholeClass, partial_stats,
+                                   scale_packed)
+from dpsynth.released import (ClassSummary, class_summaries, min_rows_to_keep, seed_centres, seed_partitioners,
+                              signal_to_noise_for, update_centres)
 from dpsynth.validation import ValidBatch
 
 
@@ -52,7 +55,7 @@ class WholeClassRelease:
 class ClassCovarianceRelease:
     """The class pass's release of one class's second-moment matrix, kept for the fit."""
 
-    packed_second: np.ndarray  # [d (d + 1) / 2], see clustering.pack_outer
+    packed_second: np.ndarray  # [d (d + 1) / 2], see private_stats.pack_outer
     noisy_count: float  # released in the same pass
     sigma: float  # noise on each packed coordinate
 
@@ -108,7 +111,7 @@ def initial_state(labels: tuple[Any, ...], plan: ReleasePlan) -> RunState:
 def batch_stats(batch: ValidBatch, spec: PassSpec) -> dict[int, Stats]:
     """PRIVATE: one batch's exact per-class stats for this pass (Beam's workers and the local job)."""
     bins = batch.norm_bins if spec.norm_sigma is not None else None
-    return clustering.partial_stats(batch.class_ids, batch.embeddings, spec.partitioners, spec.second_moment, bins)
+    return partial_stats(batch.class_ids, batch.embeddings, spec.partitioners, spec.second_moment, bins)
 
 
 def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, dimension: int,
@@ -124,7 +127,7 @@ def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, d
     if spec.second_moment is not None:
         second = exact.second
         if spec.second_moment == "matrix":  # aggregated unscaled (exact); packed once, here
-            second = clustering.scale_packed(second, dimension)
+            second = scale_packed(second, dimension)
         released.second = release_gaussian(second, spec.second_sigma, spec.second_grid, source,
                                            stream + ("second",))
     if spec.norm_sigma is not None:
@@ -186,15 +189,15 @@ def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, conf
     notes = dict(state.notes)
     history = _whole_class_history(state, released, spec)
     if spec.index == 0:
-        summaries = clustering.class_summaries(
+        summaries = class_summaries(
             released, state.num_classes, plan.radius, config.clip_mode, plan.class_pass.sum_sigma,
             plan.final_pass.sum_sigma, plan.final_pass.count_sigma, config.max_clusters,
-            clustering.signal_to_noise_for(plan.covariance))
+            signal_to_noise_for(plan.covariance))
         for c, summary in summaries.items():
             if summary.num_clusters == 0:
                 notes[c] = (f"noisy count {summary.noisy_count:.0f} is below the "
-                            f"{clustering.min_rows_to_keep(plan.final_pass.count_sigma):.0f} rows needed to fit")
-        partitioners = clustering.seed_partitioners(summaries, plan.seed_pass.count_sigma, plan.dimension)
+                            f"{min_rows_to_keep(plan.final_pass.count_sigma):.0f} rows needed to fit")
+        partitioners = seed_partitioners(summaries, plan.seed_pass.count_sigma, plan.dimension)
         covariance = {}
         if spec.second_moment == "matrix":
             covariance = {c: ClassCovarianceRelease(s.second[0], float(s.count[0]), spec.second_sigma)
@@ -203,12 +206,12 @@ def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, conf
         return RunState(state.labels, summaries, notes, PassSpec(1, "seed", partitioners, plan.seed_pass),
                         whole_class=history, class_covariance=covariance, norm_histograms=norm_histograms)
     if spec.index == 1:
-        centres = clustering.seed_centres(released, state.summaries, plan.radius, plan.seed_pass.count_sigma)
+        centres = seed_centres(released, state.summaries, plan.radius, plan.seed_pass.count_sigma)
         return RunState(state.labels, state.summaries, notes, _round_spec(2, centres, plan, config),
                         whole_class=history, class_covariance=state.class_covariance,
                         norm_histograms=state.norm_histograms)
     if spec.name != "final":
-        centres = clustering.update_centres(released, plan.radius, spec.noise.count_sigma)
+        centres = update_centres(released, plan.radius, spec.noise.count_sigma)
         for c in spec.partitioners:
             if c not in centres:
                 notes[c] = f"every cluster fell below the noise in {spec.name}"

@@ -159,14 +159,14 @@ class RoundAudit:
 
     def spec(self):
         from dpsynth.algorithm import PassSpec
-        from dpsynth.clustering import NearestCentre
+        from dpsynth.private_stats import NearestCentre
 
         return PassSpec(2, "final", {0: NearestCentre(self.centres)}, self.plan.final_pass)
 
     def statistic(self, with_record: bool, runs: int, source) -> np.ndarray:
         """`runs` independent releases in one vectorised call of algorithm.release_class_stats."""
         from dpsynth.algorithm import release_class_stats
-        from dpsynth.clustering import Stats
+        from dpsynth.private_stats import Stats
 
         spec = self.spec()
         k, d = self.base_total.shape
@@ -295,8 +295,8 @@ def variance_interval(samples: int, failure: float) -> tuple[float, float]:
 class ReleaseKindAudit:
     """One ledger mechanism's release on D and D' = D + one adversarial record, by the real code.
 
-    The record goes through the real bound step (clustering.bound_rows on the
-    grid) and the real aggregation (clustering.key_stats); the release is
+    The record goes through the real bound step (private_stats.bound_rows on the
+    grid) and the real aggregation (private_stats.key_stats); the release is
     algorithm.release_class_stats (or algorithm.select_labels for label
     selection). The statistic, fixed in advance, is the released value's
     projection on the record's own contribution, the most powerful test of a
@@ -311,7 +311,7 @@ class ReleaseKindAudit:
 
     def _pass(self):
         from dpsynth.algorithm import PassSpec
-        from dpsynth.clustering import WholeClass
+        from dpsynth.private_stats import WholeClass
 
         plan, name = self.plan, self.mechanism
         whole = {0: WholeClass()}
@@ -334,7 +334,7 @@ class ReleaseKindAudit:
 
     def statistic(self, with_record: bool, runs: int, source) -> np.ndarray:
         from dpsynth.algorithm import release_class_stats
-        from dpsynth.clustering import Stats, bound_rows, key_stats, safe_norms, scale_packed
+        from dpsynth.private_stats import Stats, bound_rows, key_stats, safe_norms, scale_packed
         from dpsynth.norms import norm_bins
 
         if self.mechanism == "label_selection":

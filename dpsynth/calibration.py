@@ -21,11 +21,11 @@ import dp_accounting
 from scipy import stats
 
 from dpsynth.accounting import Mechanism, PrivacyLedger, composed_epsilon
-from dpsynth.clustering import packed_size
 from dpsynth.errors import PrivacyBudgetError, UserError
 from dpsynth.noise import effective_sensitivity, grid_for
 from dpsynth.norms import NUM_BINS as NORM_BINS
 from dpsynth.params import MAX_DIMENSION, MAX_FULL_COVARIANCE_DIMENSION, SynthesisConfig
+from dpsynth.private_stats import packed_size
 
 # The spent epsilon must land in [SPEND_FLOOR * target, target].
 SPEND_FLOOR = 0.9

@@ -11,9 +11,9 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from dpsynth.clustering import (Stats, corrected_sq_norm, min_rows_to_keep, noisy_means, packed_size,
-                                unpack_symmetric)
 from dpsynth.norms import NormModel
+from dpsynth.private_stats import Stats, packed_size, unpack_symmetric
+from dpsynth.released import corrected_sq_norm, min_rows_to_keep, noisy_means
 
 # Variances are floored at this fraction of R^2 / d (a "small positive value").
 VARIANCE_FLOOR = 1e-4

@@ -13,12 +13,13 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from dpsynth import algorithm, clustering, finite, gmm, privacy_units
+from dpsynth import algorithm, finite, gmm, privacy_units
 from dpsynth.accounting import PrivacyLedger
 from dpsynth.calibration import ReleasePlan, plan_releases
 from dpsynth.errors import UserError
 from dpsynth.noise import noise_source
 from dpsynth.params import SynthesisConfig
+from dpsynth.private_stats import Stats
 from dpsynth.validation import InputSpec, ValidBatch, check_schema, resolve_dimension, validate_table
 
 
@@ -112,7 +113,7 @@ def fit_local(batches: list[ValidBatch], labels: tuple[Any, ...], plan: ReleaseP
     rows = sum(len(batch.class_ids) for batch in batches)
     while state.next_pass is not None:
         spec = state.next_pass
-        exact: dict[int, clustering.Stats] = {}
+        exact: dict[int, Stats] = {}
         bar = _pass_bar(progress, spec.index + 1, num_passes, spec.name, rows)
         for batch in batches:
             for class_id, stats in algorithm.batch_stats(batch, spec).items():

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from dpsynth import algorithm, clustering
+from dpsynth import algorithm, private_stats
 from dpsynth.calibration import PassNoise, plan_releases
-from dpsynth.clustering import Stats, WholeClass
+from dpsynth.private_stats import Stats, WholeClass
 from dpsynth.noise import SecureNoise
 from dpsynth.params import SynthesisConfig
 
@@ -50,7 +50,7 @@ def test_pass_sequence_ends_with_a_mixture():
     class_ids = (X[:, 0] > 0).astype(np.int32)
     state = algorithm.initial_state(config.labels, plan)
     names = []
-    from dpsynth.clustering import partial_stats
+    from dpsynth.private_stats import partial_stats
     from dpsynth.noise import NoNoise
     while state.next_pass is not None:
         names.append(state.next_pass.name)
@@ -89,7 +89,7 @@ def test_a_one_component_class_uses_every_pass_not_only_the_final_one():
     # the released mean must stay below 0.75x the final-pass-only expectation:
     # exceeding it needs a 70% upward deviation of a chi-square with 800
     # degrees of freedom, probability far below 1e-6.
-    from dpsynth.clustering import partial_stats
+    from dpsynth.private_stats import partial_stats
     from dpsynth.noise import SeededNoise
 
     d, n = 4, 3000
@@ -133,9 +133,9 @@ def test_full_covariance_run_keeps_the_matrix_for_the_fit_and_only_the_count_and
     plan = plan_releases(config, 3, discover_labels=False)
     state = algorithm.initial_state(config.labels, plan)
     X = np.random.default_rng(0).standard_normal((500, 3))
-    exact = {0: Stats(np.array([500.0]), X.sum(0, keepdims=True), clustering.pack_outer(X)[None])}
+    exact = {0: Stats(np.array([500.0]), X.sum(0, keepdims=True), private_stats.pack_outer(X)[None])}
     after = algorithm.advance(state, exact, plan, config)
     kept = after.class_covariance[0]
-    np.testing.assert_allclose(kept.packed_second, clustering.pack_outer(X))
+    np.testing.assert_allclose(kept.packed_second, private_stats.pack_outer(X))
     assert kept.noisy_count == 500.0 and kept.sigma == plan.class_covariance_sigma
     assert after.whole_class[0][0].stats.second is None

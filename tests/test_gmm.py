@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dpsynth import gmm
-from dpsynth.clustering import Stats
+from dpsynth.private_stats import Stats
 
 
 def _fit(stats, covariance="spherical", clip_mode="normalize", sum_sigma=0.0):
@@ -101,7 +101,7 @@ def test_shrunk_estimate_beats_both_the_noisy_matrix_and_the_spherical_model():
 
 
 def test_full_covariance_fit_recovers_the_class_shape_and_each_component_scale():
-    from dpsynth.clustering import pack_outer
+    from dpsynth.private_stats import pack_outer
 
     rng = np.random.default_rng(5)
     d = 6
@@ -150,7 +150,7 @@ def test_classes_sharing_a_covariance_get_it_from_the_pooled_target():
 
     Seeded, hence deterministic: the pooled-target error must be well below the spherical-target error (0.69 of it here).
     """
-    from dpsynth.clustering import pack_outer
+    from dpsynth.private_stats import pack_outer
 
     rng = np.random.default_rng(8)
     d, n, num_classes, sigma = 12, 4000, 10, 3.0

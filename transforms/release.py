@@ -10,9 +10,9 @@ from apache_beam.transforms.window import GlobalWindows
 from dpsynth import algorithm
 from dpsynth.algorithm import RunState
 from dpsynth.calibration import ReleasePlan
-from dpsynth.clustering import Stats
 from dpsynth.noise import noise_source
 from dpsynth.params import SynthesisConfig
+from dpsynth.private_stats import Stats
 from dpsynth.validation import ValidBatch
 
 LOG = logging.getLogger("dpsynth")
