@@ -9,6 +9,11 @@ mixture). Between passes only released values are used. Each pass is
 described by a PassSpec; `advance` turns one pass's release into the next
 pass's spec, so that a pipeline runner only has to aggregate, add noise, and
 call `advance`.
+
+This module holds the crossing of the privacy boundary: `batch_stats` runs
+on private rows (through private_stats), and `release_class_stats`, the
+release step, is the one place where exact Stats become ReleasedStats. The
+rest (`advance` and what it calls) is post-processing of released values.
 """
 from __future__ import annotations
 
@@ -23,8 +28,8 @@ from dpsynth.noise import NoiseSource, release_gaussian
 from dpsynth.params import SynthesisConfig
 from dpsynth.private_stats import (NearestCentre, Partitioner, SecondMoment, Stats, WholeClass, partial_stats,
                                    scale_packed)
-from dpsynth.released import (ClassSummary, class_summaries, min_rows_to_keep, seed_centres, seed_partitioners,
-                              signal_to_noise_for, update_centres)
+from dpsynth.released import (ClassSummary, ReleasedStats, class_summaries, min_rows_to_keep, require_released,
+                              seed_centres, seed_partitioners, signal_to_noise_for, update_centres)
 from dpsynth.validation import ValidBatch
 
 
@@ -46,7 +51,7 @@ class PassSpec:
 class WholeClassRelease:
     """One pass's release of a class that the pass kept as a single key."""
 
-    stats: Stats  # count [1], total [1, d]
+    stats: ReleasedStats  # count [1], total [1, d]
     count_sigma: float
     sum_sigma: float
 
@@ -115,29 +120,32 @@ def batch_stats(batch: ValidBatch, spec: PassSpec) -> dict[int, Stats]:
 
 
 def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, dimension: int,
-                        source: NoiseSource) -> Stats:
-    """Noise, once, on one class's combined stats; a class with no rows gets noise too."""
+                        source: NoiseSource) -> ReleasedStats:
+    """THE RELEASE STEP: noise, once, on one class's combined stats; a class with no rows gets noise too.
+
+    The only function that turns exact Stats into ReleasedStats.
+    """
     num_keys = spec.partitioners[class_id].num_keys
     if exact is None:
         exact = Stats.zeros(num_keys, dimension, spec.second_moment, spec.norm_sigma is not None)
     stream = (spec.name, class_id)
     noise = spec.noise
-    released = Stats(release_gaussian(exact.count, noise.count_sigma, noise.count_grid, source, stream + ("count",)),
-                     release_gaussian(exact.total, noise.sum_sigma, noise.sum_grid, source, stream + ("sum",)))
+    count = release_gaussian(exact.count, noise.count_sigma, noise.count_grid, source, stream + ("count",))
+    total = release_gaussian(exact.total, noise.sum_sigma, noise.sum_grid, source, stream + ("sum",))
+    second = hist = None
     if spec.second_moment is not None:
-        second = exact.second
+        exact_second = exact.second
         if spec.second_moment == "matrix":  # aggregated unscaled (exact); packed once, here
-            second = scale_packed(second, dimension)
-        released.second = release_gaussian(second, spec.second_sigma, spec.second_grid, source,
-                                           stream + ("second",))
+            exact_second = scale_packed(exact_second, dimension)
+        second = release_gaussian(exact_second, spec.second_sigma, spec.second_grid, source, stream + ("second",))
     if spec.norm_sigma is not None:
-        hist = exact.norms if exact.norms is not None else np.zeros((num_keys, norms.NUM_BINS))
-        released.norms = release_gaussian(hist, spec.norm_sigma, noise.count_grid, source, stream + ("norms",))
-    return released
+        exact_hist = exact.norms if exact.norms is not None else np.zeros((num_keys, norms.NUM_BINS))
+        hist = release_gaussian(exact_hist, spec.norm_sigma, noise.count_grid, source, stream + ("norms",))
+    return ReleasedStats(count, total, second, hist)
 
 
 def release_pass(exact: dict[int, Stats], spec: PassSpec, dimension: int, source: NoiseSource
-                 ) -> dict[int, Stats]:
+                 ) -> dict[int, ReleasedStats]:
     return {c: release_class_stats(c, exact.get(c), spec, dimension, source) for c in spec.partitioners}
 
 
@@ -154,7 +162,7 @@ def _round_spec(index: int, centres: dict[int, np.ndarray], plan: ReleasePlan, c
     return PassSpec(index, "final", partitioners, noise, second, plan.second_moment_sigma, plan.second_moment_grid)
 
 
-def _whole_class_history(state: RunState, released: dict[int, Stats], spec: PassSpec
+def _whole_class_history(state: RunState, released: dict[int, ReleasedStats], spec: PassSpec
                          ) -> dict[int, tuple[WholeClassRelease, ...]]:
     """Extend the per-class history of single-key releases; a class split once leaves it."""
     history = {}
@@ -163,12 +171,13 @@ def _whole_class_history(state: RunState, released: dict[int, Stats], spec: Pass
         if partitioner.num_keys == 1 and len(previous) == spec.index and class_id in released:
             stats = released[class_id]  # the count and sum only: a class matrix is kept apart
             history[class_id] = previous + (
-                WholeClassRelease(Stats(stats.count, stats.total), spec.noise.count_sigma, spec.noise.sum_sigma),)
+                WholeClassRelease(ReleasedStats(stats.count, stats.total), spec.noise.count_sigma,
+                                  spec.noise.sum_sigma),)
     return history
 
 
 def combine_whole_class(history: tuple[WholeClassRelease, ...], second: Optional[np.ndarray]
-                        ) -> tuple[Stats, float, float]:
+                        ) -> tuple[ReleasedStats, float, float]:
     """Inverse-variance average of independent releases of one class's count and sum.
 
     Returns the combined stats and their noise scales (count, sum). Pure
@@ -178,14 +187,20 @@ def combine_whole_class(history: tuple[WholeClassRelease, ...], second: Optional
     sum_w = np.array([1.0 / h.sum_sigma**2 for h in history])
     count = sum(w * h.stats.count for w, h in zip(count_w, history)) / count_w.sum()
     total = sum(w * h.stats.total for w, h in zip(sum_w, history)) / sum_w.sum()
-    return Stats(count, total, second), float(count_w.sum() ** -0.5), float(sum_w.sum() ** -0.5)
+    return ReleasedStats(count, total, second), float(count_w.sum() ** -0.5), float(sum_w.sum() ** -0.5)
 
 
-def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, config: SynthesisConfig
+def advance(state: RunState, released: dict[int, ReleasedStats], plan: ReleasePlan, config: SynthesisConfig
             ) -> RunState:
-    """Post-process one pass's release into the next pass (or the mixture)."""
+    """Post-process one pass's release into the next pass (or the mixture).
+
+    TypeError on exact Stats: advance's output reaches every worker and, in
+    the end, the published mixture, so only the release step's output may
+    enter it.
+    """
     spec = state.next_pass
     assert spec is not None, "the run is already finished"
+    require_released(released, "advance")
     notes = dict(state.notes)
     history = _whole_class_history(state, released, spec)
     if spec.index == 0:

@@ -2,16 +2,16 @@
 
 Bounding (`safe_norms`, `bound_rows`), the partitioners' `keys` (which key of
 its class a row feeds) and the exact aggregation (`key_stats`,
-`partial_stats`) produce `Stats`, exact sums that must never leave the
-process as they are. The only way out is the release step
+`partial_stats`) produce `Stats`: exact sums, which workers may combine but
+nothing may publish. The only way out is the release step
 (algorithm.release_class_stats), which adds the noise that calibration.py
-planned with noise.py's mechanism; everything after it (dpsynth.released,
-dpsynth.gmm, algorithm.advance) sees released values only. So the
-record-level argument needs this module (how
-much one record can change an aggregate: the sensitivities), the row helpers
-it calls (dpsynth.grid's snapping, dpsynth.norms' binning), noise.py,
-calibration.py and the release step; the rest is post-processing and cannot
-weaken it.
+planned, with noise.py's mechanism, and returns a released.ReleasedStats;
+everything after it (dpsynth.released, dpsynth.gmm, algorithm.advance)
+accepts only that type and refuses Stats. So a privacy review needs to read
+only this module (how much one record can move an aggregate: the
+sensitivities, with the row helpers it calls, dpsynth.grid's snapping and
+dpsynth.norms' binning), noise.py, calibration.py and the release step;
+whatever runs after the release is post-processing and cannot weaken it.
 
 The partitioners are built from released values (released.seed_partitioners,
 Lloyd's released centres) but assign private rows, so they live here: a row's
@@ -40,13 +40,14 @@ SecondMoment = Optional[str]
 
 @dataclasses.dataclass
 class Stats:
-    """Per-key aggregates of one class: exact while private, noisy once released.
+    """Exact per-key aggregates of one class: private, released only through the release step.
 
     count: [K]; total: [K, d] (sum of rows); second: None, [K] (sum of squared
     norms), [K, d] (sum of squares per coordinate) or [K, d (d + 1) / 2] (sum
-    of outer products: while exact, the upper triangle of upper_gram; once
-    released, packed as by pack_outer). float64 throughout; for grid rows
-    (dpsynth.grid) every exact entry is an exact float64 sum.
+    of outer products: the upper triangle of upper_gram, unscaled; the release
+    step packs it as by pack_outer). float64 throughout; for grid rows
+    (dpsynth.grid) every entry is an exact float64 sum. Mutable, so that the
+    combiner can add partial sums in place.
     """
 
     count: np.ndarray

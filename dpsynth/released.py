@@ -1,22 +1,25 @@
 """The released side of the privacy boundary: post-processing of noisy aggregates only.
 
-Nothing here reads a private row. Every input is a released aggregate (what
-algorithm.release_class_stats returned), the release plan or a public
-constant, so any computation here, however data-dependent it looks, is
-post-processing and costs no privacy; a privacy review can skip this module.
-It is deterministic, so that Beam and the local reference agree: the class
-summaries and the k rule, the seeding partitioners, and the centres of the
-seeding pass and the Lloyd rounds.
+Nothing here reads a private row. Every aggregate is a ReleasedStats, which
+only the release step (algorithm.release_class_stats) makes from exact
+sums, and the entry points refuse anything else (require_released); the
+other inputs are the release plan and public constants. So whatever is
+computed here, however data-dependent it looks, is post-processing and costs
+no privacy: a privacy review reads private_stats.py, noise.py,
+calibration.py and the release step, not this module. It is deterministic,
+so that Beam and the local reference agree: the class summaries and the k
+rule, the seeding partitioners, and the centres of the seeding pass and the
+Lloyd rounds.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from dpsynth.private_stats import NearestCentre, Partitioner, SimHash, Stats, WholeClass, simhash_directions
+from dpsynth.private_stats import NearestCentre, Partitioner, SimHash, WholeClass, simhash_directions
 
 # A cluster needs at least this many (noisy) rows to be kept at all.
 MIN_CLUSTER_ROWS = 10
@@ -42,17 +45,46 @@ MAX_HASH_BITS = 12
 CORESET_ITERATIONS = 25
 
 
+@dataclasses.dataclass(frozen=True)
+class ReleasedStats:
+    """Per-key aggregates of one class as released: noisy, on the release grid, public.
+
+    Only the release step (algorithm.release_class_stats) makes one from
+    exact private_stats.Stats; the others are derived from released ones (a
+    subset of keys, several passes combined). A type of its own rather than
+    Stats reused, so that exact sums handed to post-processing are refused
+    (require_released) instead of silently published.
+
+    count: [K]; total: [K, d]; second: None, [K], [K, d] or [K, d (d + 1) / 2]
+    (packed as by private_stats.pack_outer); norms: None or [K, norms.NUM_BINS].
+    """
+
+    count: np.ndarray
+    total: np.ndarray
+    second: Optional[np.ndarray] = None
+    norms: Optional[np.ndarray] = None
+
+
+def require_released(stats: Mapping[int, Any], where: str) -> None:
+    """TypeError unless every value is ReleasedStats: exact stats must go through the release step first."""
+    for class_id, value in stats.items():
+        if not isinstance(value, ReleasedStats):
+            raise TypeError(f"{where} takes released stats only, but class {class_id} holds "
+                            f"{type(value).__name__}: exact aggregates must pass through the release step "
+                            "(algorithm.release_pass) first")
+
+
 def project_to_ball(V: np.ndarray, radius: float) -> np.ndarray:
     norms = np.linalg.norm(V, axis=-1, keepdims=True)
     return V * np.minimum(1.0, radius / np.maximum(norms, 1e-300))
 
 
-def noisy_means(stats: Stats, radius: float) -> np.ndarray:
+def noisy_means(stats: ReleasedStats, radius: float) -> np.ndarray:
     """Released sum / released count, in the R-ball (counts below 1 count as 1)."""
     return project_to_ball(stats.total / np.maximum(stats.count, 1.0)[:, None], radius)
 
 
-def corrected_sq_norm(stats: Stats, sum_sigma: float) -> np.ndarray:
+def corrected_sq_norm(stats: ReleasedStats, sum_sigma: float) -> np.ndarray:
     """Unbiased ||mu||^2 from a released mean: E||S~/n||^2 = ||mu||^2 + d sigma^2 / n^2."""
     n = np.maximum(stats.count, 1.0)
     d = stats.total.shape[1]
@@ -97,10 +129,11 @@ def choose_num_clusters(noisy_count: float, spread: float, dimension: int, radiu
     return int(min(DEFAULT_MAX_CLUSTERS, max(1, noisy_count // rows_per_cluster)))
 
 
-def class_summaries(released: dict[int, Stats], num_classes: int, radius: float, clip_mode: str,
+def class_summaries(released: dict[int, ReleasedStats], num_classes: int, radius: float, clip_mode: str,
                     class_sum_sigma: float, final_sum_sigma: float, final_count_sigma: float,
                     max_clusters: Optional[int], signal_to_noise: float = MEAN_SIGNAL_TO_NOISE
                     ) -> dict[int, ClassSummary]:
+    require_released(released, "class_summaries")
     out = {}
     for class_id in range(num_classes):
         stats = released[class_id]
@@ -159,9 +192,10 @@ def weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int, seed: int) 
     return centres
 
 
-def seed_centres(released: dict[int, Stats], summaries: dict[int, ClassSummary], radius: float,
+def seed_centres(released: dict[int, ReleasedStats], summaries: dict[int, ClassSummary], radius: float,
                  seed_count_sigma: float) -> dict[int, np.ndarray]:
     """Initial centres per class from the released SimHash buckets."""
+    require_released(released, "seed_centres")
     out = {}
     keep = min_rows_to_keep(seed_count_sigma)
     for class_id, stats in released.items():
@@ -176,8 +210,10 @@ def seed_centres(released: dict[int, Stats], summaries: dict[int, ClassSummary],
     return out
 
 
-def update_centres(released: dict[int, Stats], radius: float, count_sigma: float) -> dict[int, np.ndarray]:
+def update_centres(released: dict[int, ReleasedStats], radius: float, count_sigma: float
+                   ) -> dict[int, np.ndarray]:
     """A Lloyd step on released stats; clusters too small to trust are dropped."""
+    require_released(released, "update_centres")
     out = {}
     keep = min_rows_to_keep(count_sigma)
     for class_id, stats in released.items():

@@ -6,6 +6,7 @@ from scipy import stats as scipy_stats
 from dpsynth import algorithm, private_stats
 from dpsynth.calibration import PassNoise, plan_releases
 from dpsynth.private_stats import Stats, WholeClass
+from dpsynth.released import ReleasedStats
 from dpsynth.noise import SecureNoise
 from dpsynth.params import SynthesisConfig
 
@@ -74,8 +75,8 @@ def test_label_discovery_keeps_common_labels_and_drops_rare_ones():
 def test_whole_class_releases_are_combined_by_inverse_variance():
     from dpsynth.algorithm import WholeClassRelease, combine_whole_class
 
-    history = (WholeClassRelease(Stats(np.array([100.0]), np.array([[10.0, 0.0]])), 2.0, 1.0),
-               WholeClassRelease(Stats(np.array([110.0]), np.array([[16.0, 3.0]])), 2.0, 2.0))
+    history = (WholeClassRelease(ReleasedStats(np.array([100.0]), np.array([[10.0, 0.0]])), 2.0, 1.0),
+               WholeClassRelease(ReleasedStats(np.array([110.0]), np.array([[16.0, 3.0]])), 2.0, 2.0))
     stats, count_sigma, sum_sigma = combine_whole_class(history, None)
     assert stats.count.tolist() == [105.0]  # equal count noise: plain average
     np.testing.assert_allclose(stats.total, [[(4 * 10 + 16) / 5, 3 / 5]])  # weights 1 and 1/4
@@ -133,9 +134,25 @@ def test_full_covariance_run_keeps_the_matrix_for_the_fit_and_only_the_count_and
     plan = plan_releases(config, 3, discover_labels=False)
     state = algorithm.initial_state(config.labels, plan)
     X = np.random.default_rng(0).standard_normal((500, 3))
-    exact = {0: Stats(np.array([500.0]), X.sum(0, keepdims=True), private_stats.pack_outer(X)[None])}
-    after = algorithm.advance(state, exact, plan, config)
+    released = {0: ReleasedStats(np.array([500.0]), X.sum(0, keepdims=True), private_stats.pack_outer(X)[None])}
+    after = algorithm.advance(state, released, plan, config)
     kept = after.class_covariance[0]
     np.testing.assert_allclose(kept.packed_second, private_stats.pack_outer(X))
     assert kept.noisy_count == 500.0 and kept.sigma == plan.class_covariance_sigma
     assert after.whole_class[0][0].stats.second is None
+
+
+def test_advance_refuses_exact_stats():
+    # Exact sums handed straight to post-processing would reach the published mixture un-noised.
+    config = SynthesisConfig(epsilon=2.0, delta=1e-5, labels=("a",), disable_noise=True)
+    plan = plan_releases(config, 2, discover_labels=False)
+    state = algorithm.initial_state(config.labels, plan)
+    X = np.random.default_rng(0).standard_normal((500, 2))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    exact = private_stats.partial_stats(np.zeros(500, np.int32), X, state.next_pass.partitioners,
+                                        state.next_pass.second_moment)
+    with pytest.raises(TypeError, match="released stats only"):
+        algorithm.advance(state, exact, plan, config)
+    released = algorithm.release_pass(exact, state.next_pass, 2, SecureNoise())
+    assert isinstance(released[0], ReleasedStats)
+    assert algorithm.advance(state, released, plan, config).next_pass is not None
