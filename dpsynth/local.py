@@ -109,7 +109,7 @@ def fit_local(batches: list[ValidBatch], labels: tuple[Any, ...], plan: ReleaseP
     """The passes in sequence; progress=True shows a bar per pass (pass i of N, rows, rows/s,
     elapsed) on stderr when it is a terminal (tqdm), and nothing otherwise."""
     state = algorithm.initial_state(labels, plan)
-    num_passes = 2 + config.rounds
+    num_passes = algorithm.num_passes(config)
     rows = sum(len(batch.class_ids) for batch in batches)
     while state.next_pass is not None:
         spec = state.next_pass

@@ -5,10 +5,11 @@ from scipy import stats as scipy_stats
 
 from dpsynth import algorithm, private_stats
 from dpsynth.calibration import PassNoise, plan_releases
-from dpsynth.private_stats import Stats, WholeClass
-from dpsynth.released import ReleasedStats
 from dpsynth.noise import SecureNoise
 from dpsynth.params import SynthesisConfig
+from dpsynth.passes import PassKind, PassSpec
+from dpsynth.private_stats import Stats, WholeClass
+from dpsynth.released import ReleasedStats
 
 FAILURE_PROBABILITY = 1e-7
 
@@ -24,7 +25,7 @@ def test_released_noise_has_the_planned_scale_on_every_key_even_empty_ones():
     # A class with no rows at all still gets noise on all of its keys.
     # Failure probability of this test: at most 2 * FAILURE_PROBABILITY = 2e-7.
     noise = PassNoise(count_sigma=3.0, sum_sigma=0.5, count_grid=2.0**-20, sum_grid=2.0**-20)
-    spec = algorithm.PassSpec(0, "test", {0: WholeClass(num_keys=4000)}, noise)
+    spec = PassSpec(0, PassKind.CLASS, {0: WholeClass(num_keys=4000)}, noise)
     released = algorithm.release_class_stats(0, None, spec, dimension=10, source=SecureNoise())
     lo, hi = _chi2_bounds(4000)
     assert lo <= np.mean((released.count / 3.0) ** 2) <= hi
@@ -35,7 +36,7 @@ def test_released_noise_has_the_planned_scale_on_every_key_even_empty_ones():
 def test_noise_is_added_to_exact_aggregates_not_replacing_them():
     # Failure probability: P(|N(0, 1e-3^2 * 1e6)| > 10) for 2 numbers, about 1e-20.
     noise = PassNoise(count_sigma=1e-3, sum_sigma=1e-3, count_grid=2.0**-30, sum_grid=2.0**-30)
-    spec = algorithm.PassSpec(0, "test", {0: WholeClass()}, noise)
+    spec = PassSpec(0, PassKind.CLASS, {0: WholeClass()}, noise)
     exact = Stats(np.array([500.0]), np.array([[100.0, -200.0]]))
     released = algorithm.release_class_stats(0, exact, spec, dimension=2, source=SecureNoise())
     np.testing.assert_allclose(released.count, [500.0], atol=0.01)
@@ -121,7 +122,7 @@ def test_class_matrix_release_has_the_planned_scale_on_every_packed_coordinate()
     plan = plan_releases(SynthesisConfig(epsilon=1.0, delta=1e-5, covariance="full"), 40, discover_labels=False)
     state = algorithm.initial_state(("a", "b", "c", "d", "e"), plan)
     spec = state.next_pass
-    assert spec.second_moment == "matrix" and spec.second_sigma == plan.class_covariance_sigma
+    assert spec.second_moment == "matrix" and spec.second.sigma == plan.class_covariance_sigma
     released = algorithm.release_pass({}, spec, 40, SecureNoise())  # no rows: the release is pure noise
     noise = np.concatenate([released[c].second.ravel() for c in range(5)]) / plan.class_covariance_sigma
     assert noise.size == 5 * 40 * 41 // 2

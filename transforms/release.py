@@ -86,7 +86,7 @@ def _advance(released: dict[int, ReleasedStats], state: RunState, plan: ReleaseP
     spec = state.next_pass
     following = algorithm.advance(state, released, plan, config)
     # One line per finished pass (released facts only: the pass and how many keys it released).
-    LOG.info("pass %d of %d (%s) finished: %d classes released", spec.index + 1, 2 + config.rounds,
+    LOG.info("pass %d of %d (%s) finished: %d classes released", spec.index + 1, algorithm.num_passes(config),
              spec.name, len(released))
     return following
 
