@@ -263,12 +263,12 @@ def ledger_name(stream: tuple) -> str:
     if name == "labels":
         return "label_selection"
     kind = kind_of_name(name)
-    try:
-        if kind is None:
-            raise KeyError(name)
-        return mechanism_name(kind, field)
-    except KeyError:
-        raise KeyError(f"release stream {stream!r} matches no ledger mechanism") from None
+    if kind is not None:
+        try:
+            return mechanism_name(kind, field)
+        except KeyError:
+            pass
+    raise KeyError(f"release stream {stream!r} matches no ledger mechanism")
 
 
 def standardised_noise(draws: list[Draw]) -> np.ndarray:
