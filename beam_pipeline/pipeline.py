@@ -15,6 +15,7 @@ import pyarrow as pa
 from dpsynth import algorithm
 from dpsynth.calibration import ReleasePlan
 from dpsynth.params import SynthesisConfig
+from dpsynth.passes import pass_names
 from dpsynth.validation import REJECT_REASON_COLUMN
 from transforms.labels import DiscoverLabels
 from transforms.privacy_units import BoundPrivacyUnits
@@ -34,10 +35,6 @@ class JobPaths:
     gmm_json: str
     diagnostics_json: str
     rejected_prefix: Optional[str]
-
-
-def pass_names(config: SynthesisConfig) -> list[str]:
-    return ["class", "seed"] + [f"round{t}" for t in range(1, config.rounds)] + ["final"]
 
 
 def rejected_schema(input_schema: pa.Schema) -> pa.Schema:
@@ -100,7 +97,7 @@ def build_synthesis(tables: beam.PCollection, config: SynthesisConfig, plan: Rel
     reread = reread_input if reread_input is not None and not config.privacy_unit_column else None
     # RunState: released facts so far and the next pass's partition of each class
     state = labels | "InitialState" >> beam.Map(algorithm.initial_state, plan=plan)
-    for index, name in enumerate(pass_names(config)):
+    for index, name in enumerate(pass_names(config.rounds)):
         if reread is not None and index > 0:
             # ValidBatch from this pass's own read of the input (counted once, above)
             pass_batches = (reread(name) | f"Validate[{name}]" >> beam.ParDo(validate(False), labels=label_set)

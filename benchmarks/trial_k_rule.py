@@ -4,7 +4,7 @@
 
 Public rows A stand in for the private set, rows B score the fixed MLP
 (benchmarks/public_rows.py). Each run sets the bar
-(clustering.FULL_COVARIANCE_MEAN_SIGNAL_TO_NOISE) to 4, 8 or 16; every other
+(released.FULL_COVARIANCE_MEAN_SIGNAL_TO_NOISE) to 4, 8 or 16; every other
 setting is the default (covariance auto = full here). One JSON line per run
 (kept in benchmarks/results/public_k_rule.jsonl).
 """
@@ -15,7 +15,7 @@ import torch
 
 from benchmarks.privacy_utility import PROJECTIONS
 from benchmarks.public_rows import public_split, record, score_dpsynth
-from dpsynth import clustering
+from dpsynth import released
 
 OUT = Path(__file__).parent / "results" / "public_k_rule.jsonl"
 
@@ -26,7 +26,7 @@ if __name__ == "__main__":
         for rep in range(2):
             for eps in (0.25, 0.5, 1.0, 4.0):
                 for snr in (4.0, 8.0, 16.0):
-                    clustering.FULL_COVARIANCE_MEAN_SIGNAL_TO_NOISE = snr
+                    released.FULL_COVARIANCE_MEAN_SIGNAL_TO_NOISE = snr
                     accuracy, result = score_dpsynth(split, eps)
                     record(OUT, {"dataset": name, "eps": eps, "snr": snr, "rep": rep,
                                  "k": [c.num_components for c in result.mixture.classes],

@@ -6,44 +6,38 @@ the seeding pass (noisy count and sum per SimHash bucket), and
 T Lloyd rounds (noisy count and sum per nearest centre; the last one also
 releases second moments when the covariance model needs them, and *is* the
 mixture). Between passes only released values are used. Each pass is
-described by a PassSpec; `advance` turns one pass's release into the next
-pass's spec, so that a pipeline runner only has to aggregate, add noise, and
-call `advance`.
+described by a PassSpec (dpsynth.passes); `advance` turns one pass's release
+into the next pass's spec, with one function per kind of pass, so that a
+pipeline runner only has to aggregate, add noise, and call `advance`.
+
+This module holds the crossing of the privacy boundary: `batch_stats` runs
+on private rows (through private_stats), and `release_class_stats`, the
+release step, is the one place where exact Stats become ReleasedStats. The
+rest (`advance` and what it calls) is post-processing of released values.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from dpsynth import clustering, finite, gmm, norms
-from dpsynth.calibration import PassNoise, ReleasePlan
-from dpsynth.clustering import ClassSummary, NearestCentre, Partitioner, SecondMoment, Stats, WholeClass
+from dpsynth import finite, gmm, norms
+from dpsynth.calibration import ReleasePlan
 from dpsynth.noise import NoiseSource, release_gaussian
 from dpsynth.params import SynthesisConfig
+from dpsynth.passes import FIRST_ROUND_INDEX, PassKind, PassSpec, SecondMomentRelease, pass_kinds
+from dpsynth.private_stats import NearestCentre, Partitioner, Stats, WholeClass, partial_stats, scale_packed
+from dpsynth.released import (ClassSummary, ReleasedStats, class_summaries, min_rows_to_keep, require_released,
+                              seed_centres, seed_partitioners, signal_to_noise_for, update_centres)
 from dpsynth.validation import ValidBatch
-
-
-@dataclasses.dataclass(frozen=True)
-class PassSpec:
-    """What one pass aggregates per class, and the noise on its release."""
-
-    index: int
-    name: str
-    partitioners: dict[int, Partitioner]  # classes absent here release nothing
-    noise: PassNoise
-    second_moment: SecondMoment = None
-    second_sigma: Optional[float] = None
-    second_grid: Optional[float] = None
-    norm_sigma: Optional[float] = None  # the class pass's row-norm histograms (dpsynth.norms)
 
 
 @dataclasses.dataclass(frozen=True)
 class WholeClassRelease:
     """One pass's release of a class that the pass kept as a single key."""
 
-    stats: Stats  # count [1], total [1, d]
+    stats: ReleasedStats  # count [1], total [1, d]
     count_sigma: float
     sum_sigma: float
 
@@ -52,7 +46,7 @@ class WholeClassRelease:
 class ClassCovarianceRelease:
     """The class pass's release of one class's second-moment matrix, kept for the fit."""
 
-    packed_second: np.ndarray  # [d (d + 1) / 2], see clustering.pack_outer
+    packed_second: np.ndarray  # [d (d + 1) / 2], see private_stats.pack_outer
     noisy_count: float  # released in the same pass
     sigma: float  # noise on each packed coordinate
 
@@ -92,66 +86,68 @@ class RunState:
 
 
 def num_passes(config: SynthesisConfig) -> int:
-    return 2 + config.rounds
+    return len(pass_kinds(config.rounds))
 
 
 def initial_state(labels: tuple[Any, ...], plan: ReleasePlan) -> RunState:
     partitioners: dict[int, Partitioner] = {c: WholeClass() for c in range(len(labels))}
-    if plan.class_covariance_sigma is None:
-        spec = PassSpec(0, "class", partitioners, plan.class_pass, norm_sigma=plan.norm_sigma)
-    else:
-        spec = PassSpec(0, "class", partitioners, plan.class_pass, "matrix", plan.class_covariance_sigma,
-                        plan.class_covariance_grid, plan.norm_sigma)
-    return RunState(labels, {}, {}, spec)
+    second = None
+    if plan.class_covariance_sigma is not None:
+        second = SecondMomentRelease("matrix", plan.class_covariance_sigma, plan.class_covariance_grid)
+    spec = PassSpec(0, PassKind.CLASS, partitioners, plan.class_pass, second, plan.norm_sigma)
+    return RunState(labels, summaries={}, notes={}, next_pass=spec)
 
 
 def batch_stats(batch: ValidBatch, spec: PassSpec) -> dict[int, Stats]:
     """PRIVATE: one batch's exact per-class stats for this pass (Beam's workers and the local job)."""
     bins = batch.norm_bins if spec.norm_sigma is not None else None
-    return clustering.partial_stats(batch.class_ids, batch.embeddings, spec.partitioners, spec.second_moment, bins)
+    return partial_stats(batch.class_ids, batch.embeddings, spec.partitioners, spec.second_moment, bins)
 
 
 def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, dimension: int,
-                        source: NoiseSource) -> Stats:
-    """Noise, once, on one class's combined stats; a class with no rows gets noise too."""
+                        source: NoiseSource) -> ReleasedStats:
+    """THE RELEASE STEP: noise, once, on one class's combined stats; a class with no rows gets noise too.
+
+    The only function that turns exact Stats into ReleasedStats.
+    """
     num_keys = spec.partitioners[class_id].num_keys
     if exact is None:
         exact = Stats.zeros(num_keys, dimension, spec.second_moment, spec.norm_sigma is not None)
     stream = (spec.name, class_id)
     noise = spec.noise
-    released = Stats(release_gaussian(exact.count, noise.count_sigma, noise.count_grid, source, stream + ("count",)),
-                     release_gaussian(exact.total, noise.sum_sigma, noise.sum_grid, source, stream + ("sum",)))
-    if spec.second_moment is not None:
-        second = exact.second
-        if spec.second_moment == "matrix":  # aggregated unscaled (exact); packed once, here
-            second = clustering.scale_packed(second, dimension)
-        released.second = release_gaussian(second, spec.second_sigma, spec.second_grid, source,
-                                           stream + ("second",))
+    count = release_gaussian(exact.count, noise.count_sigma, noise.count_grid, source, stream + ("count",))
+    total = release_gaussian(exact.total, noise.sum_sigma, noise.sum_grid, source, stream + ("sum",))
+    second = hist = None
+    if spec.second is not None:
+        exact_second = exact.second
+        if spec.second.moment == "matrix":  # aggregated unscaled (exact); packed once, here
+            exact_second = scale_packed(exact_second, dimension)
+        second = release_gaussian(exact_second, spec.second.sigma, spec.second.grid, source, stream + ("second",))
     if spec.norm_sigma is not None:
-        hist = exact.norms if exact.norms is not None else np.zeros((num_keys, norms.NUM_BINS))
-        released.norms = release_gaussian(hist, spec.norm_sigma, noise.count_grid, source, stream + ("norms",))
-    return released
+        exact_hist = exact.norms if exact.norms is not None else np.zeros((num_keys, norms.NUM_BINS))
+        hist = release_gaussian(exact_hist, spec.norm_sigma, noise.count_grid, source, stream + ("norms",))
+    return ReleasedStats(count, total, second, hist)
 
 
 def release_pass(exact: dict[int, Stats], spec: PassSpec, dimension: int, source: NoiseSource
-                 ) -> dict[int, Stats]:
+                 ) -> dict[int, ReleasedStats]:
     return {c: release_class_stats(c, exact.get(c), spec, dimension, source) for c in spec.partitioners}
 
 
 def _round_spec(index: int, centres: dict[int, np.ndarray], plan: ReleasePlan, config: SynthesisConfig
                 ) -> PassSpec:
-    round_number = index - 1  # passes 0 and 1 are class and seed
-    noise = plan.round_passes[round_number - 1]
+    """The round at this index: a Lloyd round, or the final one, which also releases second moments if needed."""
+    kind = pass_kinds(config.rounds)[index]
+    noise = plan.round_passes[index - FIRST_ROUND_INDEX]
     partitioners = {c: NearestCentre(v) for c, v in centres.items()}
-    if round_number < config.rounds:
-        return PassSpec(index, f"round{round_number}", partitioners, noise)
-    second: SecondMoment = None
-    if plan.second_moment_sigma is not None:
-        second = "diagonal" if plan.covariance == "diagonal" else "scalar"
-    return PassSpec(index, "final", partitioners, noise, second, plan.second_moment_sigma, plan.second_moment_grid)
+    second = None
+    if kind is PassKind.FINAL and plan.second_moment_sigma is not None:
+        second = SecondMomentRelease("diagonal" if plan.covariance == "diagonal" else "scalar",
+                                     plan.second_moment_sigma, plan.second_moment_grid)
+    return PassSpec(index, kind, partitioners, noise, second)
 
 
-def _whole_class_history(state: RunState, released: dict[int, Stats], spec: PassSpec
+def _whole_class_history(state: RunState, released: dict[int, ReleasedStats], spec: PassSpec
                          ) -> dict[int, tuple[WholeClassRelease, ...]]:
     """Extend the per-class history of single-key releases; a class split once leaves it."""
     history = {}
@@ -160,12 +156,13 @@ def _whole_class_history(state: RunState, released: dict[int, Stats], spec: Pass
         if partitioner.num_keys == 1 and len(previous) == spec.index and class_id in released:
             stats = released[class_id]  # the count and sum only: a class matrix is kept apart
             history[class_id] = previous + (
-                WholeClassRelease(Stats(stats.count, stats.total), spec.noise.count_sigma, spec.noise.sum_sigma),)
+                WholeClassRelease(ReleasedStats(stats.count, stats.total), spec.noise.count_sigma,
+                                  spec.noise.sum_sigma),)
     return history
 
 
 def combine_whole_class(history: tuple[WholeClassRelease, ...], second: Optional[np.ndarray]
-                        ) -> tuple[Stats, float, float]:
+                        ) -> tuple[ReleasedStats, float, float]:
     """Inverse-variance average of independent releases of one class's count and sum.
 
     Returns the combined stats and their noise scales (count, sum). Pure
@@ -175,54 +172,76 @@ def combine_whole_class(history: tuple[WholeClassRelease, ...], second: Optional
     sum_w = np.array([1.0 / h.sum_sigma**2 for h in history])
     count = sum(w * h.stats.count for w, h in zip(count_w, history)) / count_w.sum()
     total = sum(w * h.stats.total for w, h in zip(sum_w, history)) / sum_w.sum()
-    return Stats(count, total, second), float(count_w.sum() ** -0.5), float(sum_w.sum() ** -0.5)
+    return ReleasedStats(count, total, second), float(count_w.sum() ** -0.5), float(sum_w.sum() ** -0.5)
 
 
-def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, config: SynthesisConfig
+def advance(state: RunState, released: dict[int, ReleasedStats], plan: ReleasePlan, config: SynthesisConfig
             ) -> RunState:
-    """Post-process one pass's release into the next pass (or the mixture)."""
+    """Post-process one pass's release into the next pass (or the mixture).
+
+    TypeError on exact Stats: advance's output reaches every worker and, in
+    the end, the published mixture, so only the release step's output may
+    enter it.
+    """
     spec = state.next_pass
     assert spec is not None, "the run is already finished"
+    require_released(released, "advance")
+    state = dataclasses.replace(state, whole_class=_whole_class_history(state, released, spec))
+    return _AFTER_PASS[spec.kind](state, spec, released, plan, config)
+
+
+def _after_class_pass(state: RunState, spec: PassSpec, released: dict[int, ReleasedStats], plan: ReleasePlan,
+                      config: SynthesisConfig) -> RunState:
+    """k per class from its released count and spread; the seeding pass hashes each class into buckets."""
+    summaries = class_summaries(
+        released, state.num_classes, plan.radius, config.clip_mode, plan.class_pass.sum_sigma,
+        plan.final_pass.sum_sigma, plan.final_pass.count_sigma, config.max_clusters,
+        signal_to_noise_for(plan.covariance))
     notes = dict(state.notes)
-    history = _whole_class_history(state, released, spec)
-    if spec.index == 0:
-        summaries = clustering.class_summaries(
-            released, state.num_classes, plan.radius, config.clip_mode, plan.class_pass.sum_sigma,
-            plan.final_pass.sum_sigma, plan.final_pass.count_sigma, config.max_clusters,
-            clustering.signal_to_noise_for(plan.covariance))
-        for c, summary in summaries.items():
-            if summary.num_clusters == 0:
-                notes[c] = (f"noisy count {summary.noisy_count:.0f} is below the "
-                            f"{clustering.min_rows_to_keep(plan.final_pass.count_sigma):.0f} rows needed to fit")
-        partitioners = clustering.seed_partitioners(summaries, plan.seed_pass.count_sigma, plan.dimension)
-        covariance = {}
-        if spec.second_moment == "matrix":
-            covariance = {c: ClassCovarianceRelease(s.second[0], float(s.count[0]), spec.second_sigma)
-                          for c, s in released.items()}
-        norm_histograms = {c: s.norms[0] for c, s in released.items() if s.norms is not None}
-        return RunState(state.labels, summaries, notes, PassSpec(1, "seed", partitioners, plan.seed_pass),
-                        whole_class=history, class_covariance=covariance, norm_histograms=norm_histograms)
-    if spec.index == 1:
-        centres = clustering.seed_centres(released, state.summaries, plan.radius, plan.seed_pass.count_sigma)
-        return RunState(state.labels, state.summaries, notes, _round_spec(2, centres, plan, config),
-                        whole_class=history, class_covariance=state.class_covariance,
-                        norm_histograms=state.norm_histograms)
-    if spec.name != "final":
-        centres = clustering.update_centres(released, plan.radius, spec.noise.count_sigma)
-        for c in spec.partitioners:
-            if c not in centres:
-                notes[c] = f"every cluster fell below the noise in {spec.name}"
-        return RunState(state.labels, state.summaries, notes, _round_spec(spec.index + 1, centres, plan, config),
-                        whole_class=history, class_covariance=state.class_covariance,
-                        norm_histograms=state.norm_histograms)
+    for c, summary in summaries.items():
+        if summary.num_clusters == 0:
+            notes[c] = (f"noisy count {summary.noisy_count:.0f} is below the "
+                        f"{min_rows_to_keep(plan.final_pass.count_sigma):.0f} rows needed to fit")
+    partitioners = seed_partitioners(summaries, plan.seed_pass.count_sigma, plan.dimension)
+    covariance = {}
+    if spec.second is not None and spec.second.moment == "matrix":
+        covariance = {c: ClassCovarianceRelease(s.second[0], float(s.count[0]), spec.second.sigma)
+                      for c, s in released.items()}
+    norm_histograms = {c: s.norms[0] for c, s in released.items() if s.norms is not None}
+    return dataclasses.replace(state, summaries=summaries, notes=notes,
+                               next_pass=PassSpec(spec.index + 1, PassKind.SEED, partitioners, plan.seed_pass),
+                               class_covariance=covariance, norm_histograms=norm_histograms)
+
+
+def _after_seed_pass(state: RunState, spec: PassSpec, released: dict[int, ReleasedStats], plan: ReleasePlan,
+                     config: SynthesisConfig) -> RunState:
+    """The first centres: weighted k-means on each class's released buckets."""
+    centres = seed_centres(released, state.summaries, plan.radius, plan.seed_pass.count_sigma)
+    return dataclasses.replace(state, next_pass=_round_spec(spec.index + 1, centres, plan, config))
+
+
+def _after_lloyd_round(state: RunState, spec: PassSpec, released: dict[int, ReleasedStats], plan: ReleasePlan,
+                       config: SynthesisConfig) -> RunState:
+    """A Lloyd step: the released means are the next round's centres."""
+    centres = update_centres(released, plan.radius, spec.noise.count_sigma)
+    notes = dict(state.notes)
+    for c in spec.partitioners:
+        if c not in centres:
+            notes[c] = f"every cluster fell below the noise in {spec.name}"
+    return dataclasses.replace(state, notes=notes, next_pass=_round_spec(spec.index + 1, centres, plan, config))
+
+
+def _after_final_pass(state: RunState, spec: PassSpec, released: dict[int, ReleasedStats], plan: ReleasePlan,
+                      config: SynthesisConfig) -> RunState:
+    """The mixture: the final release, with every pass's release of a class that no pass split."""
     final = dict(released)
     class_sigmas = {}
-    for class_id, releases in history.items():
+    for class_id, releases in state.whole_class.items():
         if len(releases) > 1:  # kept whole by every pass: all of them estimate the same aggregates
             final[class_id], count_sigma, sum_sigma = combine_whole_class(releases, released[class_id].second)
             class_sigmas[class_id] = (count_sigma, sum_sigma)
     mixture = gmm.fit_mixture(
-        final, list(state.labels), notes, dimension=plan.dimension, radius=plan.radius,
+        final, list(state.labels), state.notes, dimension=plan.dimension, radius=plan.radius,
         clip_mode=config.clip_mode, covariance=plan.covariance, count_sigma=spec.noise.count_sigma,
         sum_sigma=spec.noise.sum_sigma,
         noisy_class_counts={c: s.noisy_count for c, s in state.summaries.items()}, private=config.is_private,
@@ -231,7 +250,18 @@ def advance(state: RunState, released: dict[int, Stats], plan: ReleasePlan, conf
     if plan.norm_sigma is not None:
         mixture = dataclasses.replace(mixture, norms=norms.fit_norm_model(state.norm_histograms, state.num_classes,
                                                                           plan.norm_sigma))
-    return RunState(state.labels, state.summaries, notes, None, finite.require_finite_mixture(mixture))
+    # The fit has used the releases kept for it: the finished state holds the mixture instead.
+    return dataclasses.replace(state, next_pass=None, mixture=finite.require_finite_mixture(mixture),
+                               whole_class={}, class_covariance={}, norm_histograms={})
+
+
+_AFTER_PASS: dict[PassKind, Callable[[RunState, PassSpec, dict[int, ReleasedStats], ReleasePlan, SynthesisConfig],
+                                     RunState]] = {
+    PassKind.CLASS: _after_class_pass,
+    PassKind.SEED: _after_seed_pass,
+    PassKind.LLOYD: _after_lloyd_round,
+    PassKind.FINAL: _after_final_pass,
+}
 
 
 def select_labels(exact_counts: dict[Any, int], plan: ReleasePlan, source: NoiseSource) -> tuple[Any, ...]:

@@ -158,15 +158,15 @@ class RoundAudit:
     record_scale: float = 1.0
 
     def spec(self):
-        from dpsynth.algorithm import PassSpec
-        from dpsynth.clustering import NearestCentre
+        from dpsynth.passes import FIRST_ROUND_INDEX, PassKind, PassSpec
+        from dpsynth.private_stats import NearestCentre
 
-        return PassSpec(2, "final", {0: NearestCentre(self.centres)}, self.plan.final_pass)
+        return PassSpec(FIRST_ROUND_INDEX, PassKind.FINAL, {0: NearestCentre(self.centres)}, self.plan.final_pass)
 
     def statistic(self, with_record: bool, runs: int, source) -> np.ndarray:
         """`runs` independent releases in one vectorised call of algorithm.release_class_stats."""
         from dpsynth.algorithm import release_class_stats
-        from dpsynth.clustering import Stats
+        from dpsynth.private_stats import Stats
 
         spec = self.spec()
         k, d = self.base_total.shape
@@ -251,25 +251,23 @@ class RecordingNoise:
         self.draws.append(Draw(stream, sigma, grid, np.array(value, copy=True), np.array(released, copy=True)))
 
 
-# Ledger mechanism of a release stream: (pass, class, field) -> name. A stream this does not
-# know is an unaccounted release: ledger_name raises, and the white-box tests fail.
-_PASS_PREFIX = {"class": "class", "seed": "seed", "final": "final"}
-_SECOND_MOMENT_NAME = {"class": "class_second_moment_matrix", "final": "final_second_moment"}
-
-
 def ledger_name(stream: tuple) -> str:
-    pass_name, field = str(stream[0]), str(stream[-1])
-    if pass_name == "labels":
+    """Ledger mechanism of a release stream (pass name, class, field).
+
+    A stream this does not know is an unaccounted release: it raises
+    KeyError, and the white-box tests fail.
+    """
+    from dpsynth.passes import kind_of_name, mechanism_name
+
+    name, field = str(stream[0]), str(stream[-1])
+    if name == "labels":
         return "label_selection"
-    prefix = _PASS_PREFIX.get(pass_name, "lloyd" if pass_name.startswith("round") else None)
-    if prefix is None:
-        raise KeyError(f"release stream {stream!r} matches no ledger mechanism")
-    if field in ("count", "sum"):
-        return f"{prefix}_{field}"
-    if field == "second" and pass_name in _SECOND_MOMENT_NAME:
-        return _SECOND_MOMENT_NAME[pass_name]
-    if field == "norms" and pass_name == "class":
-        return "class_norm_histogram"
+    kind = kind_of_name(name)
+    if kind is not None:
+        try:
+            return mechanism_name(kind, field)
+        except KeyError:
+            pass
     raise KeyError(f"release stream {stream!r} matches no ledger mechanism")
 
 
@@ -295,8 +293,8 @@ def variance_interval(samples: int, failure: float) -> tuple[float, float]:
 class ReleaseKindAudit:
     """One ledger mechanism's release on D and D' = D + one adversarial record, by the real code.
 
-    The record goes through the real bound step (clustering.bound_rows on the
-    grid) and the real aggregation (clustering.key_stats); the release is
+    The record goes through the real bound step (private_stats.bound_rows on the
+    grid) and the real aggregation (private_stats.key_stats); the release is
     algorithm.release_class_stats (or algorithm.select_labels for label
     selection). The statistic, fixed in advance, is the released value's
     projection on the record's own contribution, the most powerful test of a
@@ -313,31 +311,32 @@ class ReleaseKindAudit:
     selection_fraction: float = 1 / 3
 
     def _pass(self):
-        from dpsynth.algorithm import PassSpec
-        from dpsynth.clustering import WholeClass
+        from dpsynth.passes import FIRST_ROUND_INDEX, PassKind, PassSpec, SecondMomentRelease
+        from dpsynth.private_stats import WholeClass
 
         plan, name = self.plan, self.mechanism
         whole = {0: WholeClass()}
-        noise = {"class": plan.class_pass, "seed": plan.seed_pass, "lloyd": plan.round_passes[0],
-                 "final": plan.final_pass}
+        noise = {PassKind.CLASS: plan.class_pass, PassKind.SEED: plan.seed_pass, PassKind.LLOYD: plan.round_passes[0],
+                 PassKind.FINAL: plan.final_pass}
         if name == "class_second_moment_matrix":
-            return PassSpec(0, "class", whole, plan.class_pass, "matrix", plan.class_covariance_sigma,
-                            plan.class_covariance_grid), "second"
+            second = SecondMomentRelease("matrix", plan.class_covariance_sigma, plan.class_covariance_grid)
+            return PassSpec(0, PassKind.CLASS, whole, plan.class_pass, second), "second"
         if name == "class_norm_histogram":
-            return PassSpec(0, "class", whole, plan.class_pass, norm_sigma=plan.norm_sigma), "norms"
+            return PassSpec(0, PassKind.CLASS, whole, plan.class_pass, norm_sigma=plan.norm_sigma), "norms"
         if name == "final_second_moment":
-            second = "diagonal" if plan.covariance == "diagonal" else "scalar"
-            return PassSpec(2, "final", whole, plan.final_pass, second, plan.second_moment_sigma,
-                            plan.second_moment_grid), "second"
+            second = SecondMomentRelease("diagonal" if plan.covariance == "diagonal" else "scalar",
+                                         plan.second_moment_sigma, plan.second_moment_grid)
+            return PassSpec(FIRST_ROUND_INDEX, PassKind.FINAL, whole, plan.final_pass, second), "second"
         prefix, _, field = name.rpartition("_")
-        if prefix not in noise or field not in ("count", "sum"):
+        kinds = {kind.value: kind for kind in PassKind}
+        if prefix not in kinds or field not in ("count", "sum"):
             raise KeyError(f"no audit harness for ledger mechanism {name!r}")
-        stream_name = {"class": "class", "seed": "seed", "lloyd": "round1", "final": "final"}[prefix]
-        return PassSpec(2, stream_name, whole, noise[prefix]), field
+        # At the first round's index a Lloyd pass is round1; the other kinds' names do not depend on it.
+        return PassSpec(FIRST_ROUND_INDEX, kinds[prefix], whole, noise[kinds[prefix]]), field
 
     def statistic(self, with_record: bool, runs: int, source) -> np.ndarray:
         from dpsynth.algorithm import release_class_stats
-        from dpsynth.clustering import Stats, bound_rows, key_stats, safe_norms, scale_packed
+        from dpsynth.private_stats import Stats, bound_rows, key_stats, safe_norms, scale_packed
         from dpsynth.norms import norm_bins
 
         if self.mechanism == "label_selection":

@@ -21,11 +21,12 @@ import dp_accounting
 from scipy import stats
 
 from dpsynth.accounting import Mechanism, PrivacyLedger, composed_epsilon
-from dpsynth.clustering import packed_size
 from dpsynth.errors import PrivacyBudgetError, UserError
 from dpsynth.noise import effective_sensitivity, grid_for
 from dpsynth.norms import NUM_BINS as NORM_BINS
 from dpsynth.params import MAX_DIMENSION, MAX_FULL_COVARIANCE_DIMENSION, SynthesisConfig
+from dpsynth.passes import PassKind, mechanism_name
+from dpsynth.private_stats import packed_size
 
 # The spent epsilon must land in [SPEND_FLOOR * target, target].
 SPEND_FLOOR = 0.9
@@ -158,28 +159,30 @@ def _build(config: SynthesisConfig, dimension: int, discover_labels: bool, z_bas
     middle = pass_noise(weights.middle_round)
     final = pass_noise(weights.final_round)
     round_passes = tuple([middle] * (config.rounds - 1) + [final])
-    for name, noise, count in (("class", class_pass, 1), ("seed", seed_pass, 1),
-                               ("lloyd", middle, config.rounds - 1), ("final", final, 1)):
+    for kind, noise, count in ((PassKind.CLASS, class_pass, 1), (PassKind.SEED, seed_pass, 1),
+                               (PassKind.LLOYD, middle, config.rounds - 1), (PassKind.FINAL, final, 1)):
         if count:
-            mechanisms.append(Mechanism(f"{name}_count", "gaussian", count_sens, noise.count_sigma, count))
-            mechanisms.append(Mechanism(f"{name}_sum", "gaussian", sum_sens, noise.sum_sigma, count))
+            mechanisms.append(Mechanism(mechanism_name(kind, "count"), "gaussian", count_sens, noise.count_sigma,
+                                        count))
+            mechanisms.append(Mechanism(mechanism_name(kind, "sum"), "gaussian", sum_sens, noise.sum_sigma, count))
     moment_sigma = moment_grid = None
     if needs_second_moment(config):
         moment_sigma = z_base / math.sqrt(weights.second_moment) * moment_sens
         moment_grid = grid_for(radius**2)
-        mechanisms.append(Mechanism("final_second_moment", "gaussian", moment_sens, moment_sigma, 1))
+        mechanisms.append(Mechanism(mechanism_name(PassKind.FINAL, "second"), "gaussian", moment_sens,
+                                    moment_sigma, 1))
     covariance_sigma = covariance_grid = None
     if needs_class_covariance(config):
         covariance_sens = effective_sensitivity(radius**2, packed_size(dimension))
         covariance_sigma = z_base / math.sqrt(weights.class_covariance) * covariance_sens
         covariance_grid = grid_for(radius**2)
-        mechanisms.append(Mechanism("class_second_moment_matrix", "gaussian", covariance_sens,
+        mechanisms.append(Mechanism(mechanism_name(PassKind.CLASS, "second"), "gaussian", covariance_sens,
                                     covariance_sigma, 1))
     norm_sigma = None
     if needs_norm_histogram(config):
         norm_sens = effective_sensitivity(1.0, NORM_BINS)  # one record: +1 in one bin of one class
         norm_sigma = z_base / math.sqrt(weights.norm_histogram) * norm_sens
-        mechanisms.append(Mechanism("class_norm_histogram", "gaussian", norm_sens, norm_sigma, 1))
+        mechanisms.append(Mechanism(mechanism_name(PassKind.CLASS, "norms"), "gaussian", norm_sens, norm_sigma, 1))
     parts.update(norm_sigma=norm_sigma, class_pass=class_pass, seed_pass=seed_pass, round_passes=round_passes,
                  second_moment_sigma=moment_sigma, second_moment_grid=moment_grid,
                  class_covariance_sigma=covariance_sigma, class_covariance_grid=covariance_grid)

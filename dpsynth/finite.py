@@ -1,6 +1,6 @@
 """The last line of defence: a release never holds NaN or inf.
 
-Bounding is safe for every finite row (clustering.bound_rows) and every
+Bounding is safe for every finite row (private_stats.bound_rows) and every
 release adds finite noise to finite sums, so a non-finite number in a fitted
 mixture or a synthetic row is a bug. Publishing it would change the output's
 *form* on one record (a NaN class is visible without any statistics), so the

@@ -11,9 +11,9 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from dpsynth.clustering import (Stats, corrected_sq_norm, min_rows_to_keep, noisy_means, packed_size,
-                                unpack_symmetric)
 from dpsynth.norms import NormModel
+from dpsynth.private_stats import packed_size, unpack_symmetric
+from dpsynth.released import ReleasedStats, corrected_sq_norm, min_rows_to_keep, noisy_means, require_released
 
 # Variances are floored at this fraction of R^2 / d (a "small positive value").
 VARIANCE_FLOOR = 1e-4
@@ -179,7 +179,7 @@ def sampling_rng(noise_seed: Optional[int], class_index: int, chunk_index: int) 
     return np.random.default_rng([noise_seed, class_index, chunk_index, 7])
 
 
-def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str], *, dimension: int,
+def fit_mixture(final: dict[int, ReleasedStats], labels: list[Any], notes: dict[int, str], *, dimension: int,
                 radius: float, clip_mode: str, covariance: str, count_sigma: float, sum_sigma: float,
                 noisy_class_counts: dict[int, float], private: bool,
                 class_sigmas: Optional[dict[int, tuple[float, float]]] = None,
@@ -192,6 +192,7 @@ def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str
     class_second_moments: for a full covariance, each class's released
     (packed second-moment matrix, count released with it, noise sigma).
     """
+    require_released(final, "fit_mixture")
     floor = VARIANCE_FLOOR * radius**2 / dimension
     withins: dict[int, ClassWithin] = {}
     pooled_shape = None
@@ -216,8 +217,8 @@ def fit_mixture(final: dict[int, Stats], labels: list[Any], notes: dict[int, str
         if not alive.any():
             classes.append(empty)
             continue
-        kept = Stats(stats.count[alive], stats.total[alive],
-                     None if stats.second is None else stats.second[alive])
+        kept = ReleasedStats(stats.count[alive], stats.total[alive],
+                             None if stats.second is None else stats.second[alive])
         n = kept.count
         means = noisy_means(kept, radius)
         sq_mean_norm = corrected_sq_norm(kept, class_sum_sigma)
@@ -284,7 +285,7 @@ class ClassWithin:
     poolable: bool  # its noisy count clears the keep threshold
 
 
-def class_within_covariances(final: dict[int, Stats],
+def class_within_covariances(final: dict[int, ReleasedStats],
                              class_second_moments: dict[int, tuple[np.ndarray, float, float]],
                              class_sigmas: dict[int, tuple[float, float]], *, dimension: int, radius: float,
                              clip_mode: str, count_sigma: float, sum_sigma: float) -> dict[int, ClassWithin]:
@@ -299,7 +300,7 @@ def class_within_covariances(final: dict[int, Stats],
         alive = stats.count >= keep
         if not alive.any():
             continue
-        kept = Stats(stats.count[alive], stats.total[alive])
+        kept = ReleasedStats(stats.count[alive], stats.total[alive])
         second = class_second_matrix(packed, matrix_count, dimension, radius, clip_mode)
         covariance, noise_fro2 = within_scatter(second, noisy_means(kept, radius), kept.count, class_sum_sigma,
                                                 matrix_sigma, matrix_count)

@@ -13,12 +13,13 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from dpsynth import algorithm, clustering, finite, gmm, privacy_units
+from dpsynth import algorithm, finite, gmm, privacy_units
 from dpsynth.accounting import PrivacyLedger
 from dpsynth.calibration import ReleasePlan, plan_releases
 from dpsynth.errors import UserError
 from dpsynth.noise import noise_source
 from dpsynth.params import SynthesisConfig
+from dpsynth.private_stats import Stats
 from dpsynth.validation import InputSpec, ValidBatch, check_schema, resolve_dimension, validate_table
 
 
@@ -108,11 +109,11 @@ def fit_local(batches: list[ValidBatch], labels: tuple[Any, ...], plan: ReleaseP
     """The passes in sequence; progress=True shows a bar per pass (pass i of N, rows, rows/s,
     elapsed) on stderr when it is a terminal (tqdm), and nothing otherwise."""
     state = algorithm.initial_state(labels, plan)
-    num_passes = 2 + config.rounds
+    num_passes = algorithm.num_passes(config)
     rows = sum(len(batch.class_ids) for batch in batches)
     while state.next_pass is not None:
         spec = state.next_pass
-        exact: dict[int, clustering.Stats] = {}
+        exact: dict[int, Stats] = {}
         bar = _pass_bar(progress, spec.index + 1, num_passes, spec.name, rows)
         for batch in batches:
             for class_id, stats in algorithm.batch_stats(batch, spec).items():

@@ -58,7 +58,7 @@ class SynthesisConfig:
       default: encoders' cosine geometry, and the variance of a cluster then
       follows from its released mean alone); "clip" scales rows into the R-ball.
     max_clusters: k per class. None derives k per class from the released
-      class counts and the planned noise (clustering.choose_num_clusters).
+      class counts and the planned noise (released.choose_num_clusters).
     rounds: T, the number of DP Lloyd rounds after seeding; the last one's
       release is the fitted mixture.
     covariance: "spherical" (one variance per component), "diagonal"

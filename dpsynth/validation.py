@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpsynth.clustering import bound_rows, safe_norms
-from dpsynth.norms import norm_bins
 from dpsynth.errors import UserError
 from dpsynth.grid import DEFAULT_MAX_ROWS, row_grid
+from dpsynth.norms import norm_bins
+from dpsynth.private_stats import bound_rows, safe_norms
 
 REJECT_REASON_COLUMN = "reject_reason"
 # Checked in this order; a row gets the first reason that applies.

@@ -3,11 +3,13 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from dpsynth import algorithm, clustering
+from dpsynth import algorithm, private_stats
 from dpsynth.calibration import PassNoise, plan_releases
-from dpsynth.clustering import Stats, WholeClass
 from dpsynth.noise import SecureNoise
 from dpsynth.params import SynthesisConfig
+from dpsynth.passes import PassKind, PassSpec
+from dpsynth.private_stats import Stats, WholeClass
+from dpsynth.released import ReleasedStats
 
 FAILURE_PROBABILITY = 1e-7
 
@@ -23,7 +25,7 @@ def test_released_noise_has_the_planned_scale_on_every_key_even_empty_ones():
     # A class with no rows at all still gets noise on all of its keys.
     # Failure probability of this test: at most 2 * FAILURE_PROBABILITY = 2e-7.
     noise = PassNoise(count_sigma=3.0, sum_sigma=0.5, count_grid=2.0**-20, sum_grid=2.0**-20)
-    spec = algorithm.PassSpec(0, "test", {0: WholeClass(num_keys=4000)}, noise)
+    spec = PassSpec(0, PassKind.CLASS, {0: WholeClass(num_keys=4000)}, noise)
     released = algorithm.release_class_stats(0, None, spec, dimension=10, source=SecureNoise())
     lo, hi = _chi2_bounds(4000)
     assert lo <= np.mean((released.count / 3.0) ** 2) <= hi
@@ -34,7 +36,7 @@ def test_released_noise_has_the_planned_scale_on_every_key_even_empty_ones():
 def test_noise_is_added_to_exact_aggregates_not_replacing_them():
     # Failure probability: P(|N(0, 1e-3^2 * 1e6)| > 10) for 2 numbers, about 1e-20.
     noise = PassNoise(count_sigma=1e-3, sum_sigma=1e-3, count_grid=2.0**-30, sum_grid=2.0**-30)
-    spec = algorithm.PassSpec(0, "test", {0: WholeClass()}, noise)
+    spec = PassSpec(0, PassKind.CLASS, {0: WholeClass()}, noise)
     exact = Stats(np.array([500.0]), np.array([[100.0, -200.0]]))
     released = algorithm.release_class_stats(0, exact, spec, dimension=2, source=SecureNoise())
     np.testing.assert_allclose(released.count, [500.0], atol=0.01)
@@ -50,7 +52,7 @@ def test_pass_sequence_ends_with_a_mixture():
     class_ids = (X[:, 0] > 0).astype(np.int32)
     state = algorithm.initial_state(config.labels, plan)
     names = []
-    from dpsynth.clustering import partial_stats
+    from dpsynth.private_stats import partial_stats
     from dpsynth.noise import NoNoise
     while state.next_pass is not None:
         names.append(state.next_pass.name)
@@ -74,8 +76,8 @@ def test_label_discovery_keeps_common_labels_and_drops_rare_ones():
 def test_whole_class_releases_are_combined_by_inverse_variance():
     from dpsynth.algorithm import WholeClassRelease, combine_whole_class
 
-    history = (WholeClassRelease(Stats(np.array([100.0]), np.array([[10.0, 0.0]])), 2.0, 1.0),
-               WholeClassRelease(Stats(np.array([110.0]), np.array([[16.0, 3.0]])), 2.0, 2.0))
+    history = (WholeClassRelease(ReleasedStats(np.array([100.0]), np.array([[10.0, 0.0]])), 2.0, 1.0),
+               WholeClassRelease(ReleasedStats(np.array([110.0]), np.array([[16.0, 3.0]])), 2.0, 2.0))
     stats, count_sigma, sum_sigma = combine_whole_class(history, None)
     assert stats.count.tolist() == [105.0]  # equal count noise: plain average
     np.testing.assert_allclose(stats.total, [[(4 * 10 + 16) / 5, 3 / 5]])  # weights 1 and 1/4
@@ -89,7 +91,7 @@ def test_a_one_component_class_uses_every_pass_not_only_the_final_one():
     # the released mean must stay below 0.75x the final-pass-only expectation:
     # exceeding it needs a 70% upward deviation of a chi-square with 800
     # degrees of freedom, probability far below 1e-6.
-    from dpsynth.clustering import partial_stats
+    from dpsynth.private_stats import partial_stats
     from dpsynth.noise import SeededNoise
 
     d, n = 4, 3000
@@ -120,7 +122,7 @@ def test_class_matrix_release_has_the_planned_scale_on_every_packed_coordinate()
     plan = plan_releases(SynthesisConfig(epsilon=1.0, delta=1e-5, covariance="full"), 40, discover_labels=False)
     state = algorithm.initial_state(("a", "b", "c", "d", "e"), plan)
     spec = state.next_pass
-    assert spec.second_moment == "matrix" and spec.second_sigma == plan.class_covariance_sigma
+    assert spec.second_moment == "matrix" and spec.second.sigma == plan.class_covariance_sigma
     released = algorithm.release_pass({}, spec, 40, SecureNoise())  # no rows: the release is pure noise
     noise = np.concatenate([released[c].second.ravel() for c in range(5)]) / plan.class_covariance_sigma
     assert noise.size == 5 * 40 * 41 // 2
@@ -133,9 +135,25 @@ def test_full_covariance_run_keeps_the_matrix_for_the_fit_and_only_the_count_and
     plan = plan_releases(config, 3, discover_labels=False)
     state = algorithm.initial_state(config.labels, plan)
     X = np.random.default_rng(0).standard_normal((500, 3))
-    exact = {0: Stats(np.array([500.0]), X.sum(0, keepdims=True), clustering.pack_outer(X)[None])}
-    after = algorithm.advance(state, exact, plan, config)
+    released = {0: ReleasedStats(np.array([500.0]), X.sum(0, keepdims=True), private_stats.pack_outer(X)[None])}
+    after = algorithm.advance(state, released, plan, config)
     kept = after.class_covariance[0]
-    np.testing.assert_allclose(kept.packed_second, clustering.pack_outer(X))
+    np.testing.assert_allclose(kept.packed_second, private_stats.pack_outer(X))
     assert kept.noisy_count == 500.0 and kept.sigma == plan.class_covariance_sigma
     assert after.whole_class[0][0].stats.second is None
+
+
+def test_advance_refuses_exact_stats():
+    # Exact sums handed straight to post-processing would reach the published mixture un-noised.
+    config = SynthesisConfig(epsilon=2.0, delta=1e-5, labels=("a",), disable_noise=True)
+    plan = plan_releases(config, 2, discover_labels=False)
+    state = algorithm.initial_state(config.labels, plan)
+    X = np.random.default_rng(0).standard_normal((500, 2))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    exact = private_stats.partial_stats(np.zeros(500, np.int32), X, state.next_pass.partitioners,
+                                        state.next_pass.second_moment)
+    with pytest.raises(TypeError, match="released stats only"):
+        algorithm.advance(state, exact, plan, config)
+    released = algorithm.release_pass(exact, state.next_pass, 2, SecureNoise())
+    assert isinstance(released[0], ReleasedStats)
+    assert algorithm.advance(state, released, plan, config).next_pass is not None

@@ -132,8 +132,9 @@ def test_whole_pipeline_passes_the_audit():
 from dpsynth import local  # noqa: E402
 from dpsynth.auditing import (RecordingNoise, ReleaseKindAudit, ledger_name, mechanism_claim,  # noqa: E402
                               standardised_noise, variance_interval)
-from dpsynth.clustering import NearestCentre, SimHash, WholeClass, bound_rows, partial_stats, scale_packed  # noqa: E402
 from dpsynth.noise import grid_for  # noqa: E402
+from dpsynth.private_stats import (NearestCentre, SimHash, WholeClass, bound_rows, partial_stats,  # noqa: E402
+                                   scale_packed)
 from dpsynth.validation import InputSpec, validate_table  # noqa: E402
 
 WB_DIM = 8

@@ -25,12 +25,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import transforms.release as release
 from beam_pipeline.synthesize import run_synthesis_job
-from dpsynth import clustering
-from dpsynth.algorithm import PassSpec
+from dpsynth import private_stats
 from dpsynth.calibration import PassNoise
 from dpsynth.local import synthesize_tables
 from dpsynth.noise import SeededNoise
 from dpsynth.params import SynthesisConfig
+from dpsynth.passes import PassKind, PassSpec
 from dpsynth.validation import ValidBatch
 from tests.conftest import two_class_table
 
@@ -93,7 +93,7 @@ def test_accumulator_state_is_reset_at_each_bundle_start():
     # after holding partial sums leaves nothing behind for its retry.
     rng = np.random.default_rng(2)
     batches = [ValidBatch(np.zeros(5, np.int32), rng.normal(size=(5, DIM)).astype(np.float32)) for _ in range(3)]
-    spec = PassSpec(0, "class", {0: clustering.WholeClass()}, PassNoise(1.0, 1.0, 1.0, 1.0))
+    spec = PassSpec(0, PassKind.CLASS, {0: private_stats.WholeClass()}, PassNoise(1.0, 1.0, 1.0, 1.0))
 
     class State:
         next_pass = spec
@@ -116,7 +116,7 @@ def test_the_combiner_draws_no_noise(monkeypatch):
 
     monkeypatch.setattr(release, "noise_source", forbidden)
     fn = release.SumStatsFn()
-    a = clustering.Stats(np.ones(2), np.ones((2, DIM)))
+    a = private_stats.Stats(np.ones(2), np.ones((2, DIM)))
     merged = fn.merge_accumulators([fn.add_input(fn.create_accumulator(), a), fn.add_input(None, None),
                                     fn.add_input(fn.create_accumulator(), a)])
     assert np.array_equal(fn.extract_output(merged).count, [2.0, 2.0])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from dpsynth import gmm
-from dpsynth.clustering import Stats
+from dpsynth.released import ReleasedStats
 
 
 def _fit(stats, covariance="spherical", clip_mode="normalize", sum_sigma=0.0):
@@ -15,7 +15,7 @@ def test_spherical_variance_on_the_sphere_follows_the_mean_norm():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((20000, 16)) * 0.2 + np.eye(16)[0]
     X /= np.linalg.norm(X, axis=1, keepdims=True)
-    stats = Stats(np.array([len(X)], float), X.sum(0, keepdims=True))
+    stats = ReleasedStats(np.array([len(X)], float), X.sum(0, keepdims=True))
     mixture = _fit(stats).classes[0]
     expected = np.mean(np.sum((X - X.mean(0)) ** 2, axis=1)) / 16
     assert mixture.variances[0] == pytest.approx(expected, rel=1e-6)
@@ -25,16 +25,16 @@ def test_diagonal_variance_from_second_moments():
     rng = np.random.default_rng(0)
     scales = np.array([0.05, 0.1, 0.2])
     X = rng.standard_normal((50000, 3)) * scales
-    stats = Stats(np.array([len(X)], float), X.sum(0, keepdims=True), (X**2).sum(0, keepdims=True))
+    stats = ReleasedStats(np.array([len(X)], float), X.sum(0, keepdims=True), (X**2).sum(0, keepdims=True))
     variances = _fit(stats, covariance="diagonal", clip_mode="clip").classes[0].variances[0]
     np.testing.assert_allclose(variances, scales**2, rtol=0.05)
 
 
 def test_components_below_the_noise_are_dropped_and_classes_noted():
-    stats = Stats(np.array([1000.0, 3.0]), np.array([[500.0, 0.0], [0.0, 3.0]]))
+    stats = ReleasedStats(np.array([1000.0, 3.0]), np.array([[500.0, 0.0], [0.0, 3.0]]))
     mixture = _fit(stats)
     assert mixture.classes[0].num_components == 1
-    empty = _fit(Stats(np.array([2.0]), np.array([[1.0, 1.0]]))).classes[0]
+    empty = _fit(ReleasedStats(np.array([2.0]), np.array([[1.0, 1.0]]))).classes[0]
     assert empty.num_components == 0 and empty.note
 
 
@@ -101,13 +101,13 @@ def test_shrunk_estimate_beats_both_the_noisy_matrix_and_the_spherical_model():
 
 
 def test_full_covariance_fit_recovers_the_class_shape_and_each_component_scale():
-    from dpsynth.clustering import pack_outer
+    from dpsynth.private_stats import pack_outer
 
     rng = np.random.default_rng(5)
     d = 6
     Z, cov = _anisotropic(rng, d, 40000)
     X = 0.15 * Z + 0.5 * np.eye(d)[0]  # inside the unit ball: clip mode leaves the rows as they are
-    stats = Stats(np.array([len(X)], float), X.sum(0, keepdims=True))
+    stats = ReleasedStats(np.array([len(X)], float), X.sum(0, keepdims=True))
     mixture = gmm.fit_mixture({0: stats}, ["x"], {}, dimension=d, radius=1.0, clip_mode="clip",
                               covariance="full", count_sigma=1.0, sum_sigma=0.0,
                               noisy_class_counts={0: float(len(X))}, private=True,
@@ -150,7 +150,7 @@ def test_classes_sharing_a_covariance_get_it_from_the_pooled_target():
 
     Seeded, hence deterministic: the pooled-target error must be well below the spherical-target error (0.69 of it here).
     """
-    from dpsynth.clustering import pack_outer
+    from dpsynth.private_stats import pack_outer
 
     rng = np.random.default_rng(8)
     d, n, num_classes, sigma = 12, 4000, 10, 3.0
@@ -160,7 +160,7 @@ def test_classes_sharing_a_covariance_get_it_from_the_pooled_target():
         Z = rng.multivariate_normal(np.zeros(d), cov, size=n) * 0.1 / np.sqrt(np.trace(cov))
         X = Z + 0.3 * np.eye(d)[c % d]  # inside the unit ball
         noise_packed = rng.standard_normal(d * (d + 1) // 2) * sigma
-        final[c] = Stats(np.array([float(n)]), X.sum(0, keepdims=True))
+        final[c] = ReleasedStats(np.array([float(n)]), X.sum(0, keepdims=True))
         moments[c] = (pack_outer(X) + noise_packed, float(n), sigma)
         rows.append(X)
     kwargs = dict(dimension=d, radius=1.0, clip_mode="clip", covariance="full", count_sigma=1.0, sum_sigma=0.0,

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from dpsynth import clustering
-from dpsynth.clustering import NearestCentre, SimHash
+from dpsynth import private_stats
 from dpsynth.grid import DEFAULT_MAX_ROWS, grid_bits, is_on_grid, row_grid, snap_public, snap_rows
+from dpsynth.private_stats import NearestCentre, SimHash
 
 TINY = np.nextafter(0.0, 1.0)  # 5e-324, the smallest denormal
 HUGE = np.finfo(np.float64).max
@@ -36,7 +36,7 @@ def test_every_finite_row_is_bounded_on_the_grid_never_nan(clip_mode, radius):
     # No overflow, division by zero or invalid operation (NaN) on the way; underflow of an entry
     # far below its row's largest to 0 is harmless.
     with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
-        bounded, ok, _ = clustering.bound_rows(X, radius, clip_mode)
+        bounded, ok, _ = private_stats.bound_rows(X, radius, clip_mode)
     assert ok.all() and np.isfinite(bounded).all()
     g = row_grid(radius)
     assert is_on_grid(bounded, radius, g)
@@ -47,14 +47,14 @@ def test_every_finite_row_is_bounded_on_the_grid_never_nan(clip_mode, radius):
 
 
 def test_denormal_row_keeps_its_direction():
-    bounded, ok, _ = clustering.bound_rows(np.array([[1e-310, 2e-310, 0.0]]), 1.0, "normalize")
+    bounded, ok, _ = private_stats.bound_rows(np.array([[1e-310, 2e-310, 0.0]]), 1.0, "normalize")
     np.testing.assert_allclose(bounded[0], np.array([1, 2, 0]) / math.sqrt(5), atol=2 * row_grid(1.0))
 
 
 def test_zero_row_is_rejected_when_normalising_and_kept_when_clipping():
     X = np.zeros((2, 4))
-    assert not clustering.bound_rows(X, 1.0, "normalize")[1].any()
-    bounded, ok, _ = clustering.bound_rows(X, 1.0, "clip")
+    assert not private_stats.bound_rows(X, 1.0, "normalize")[1].any()
+    bounded, ok, _ = private_stats.bound_rows(X, 1.0, "clip")
     assert ok.all() and not bounded.any()
 
 
@@ -82,7 +82,7 @@ def _worst_case_sums(n: int, d: int, second_moment: str, seed: int) -> list:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
     X[: n // 2] *= 1e-30  # tiny and large magnitudes together: the classic order-dependent float sum
-    bounded, ok, _ = clustering.bound_rows(X, 1.0, "clip")
+    bounded, ok, _ = private_stats.bound_rows(X, 1.0, "clip")
     keys = rng.integers(0, 3, n)
     return [bounded[ok], keys[ok]]
 
@@ -90,14 +90,14 @@ def _worst_case_sums(n: int, d: int, second_moment: str, seed: int) -> list:
 @pytest.mark.parametrize("second_moment", ["scalar", "diagonal", "matrix"])
 def test_aggregates_are_exact_and_order_independent(second_moment):
     X, keys = _worst_case_sums(3000, 6, second_moment, 1)
-    whole = clustering.key_stats(keys, X, 3, second_moment)
+    whole = private_stats.key_stats(keys, X, 3, second_moment)
     rng = np.random.default_rng(2)
     for _ in range(3):
         order = rng.permutation(len(X))
         parts = np.array_split(order, rng.integers(2, 9))
-        total = clustering.Stats.zeros(3, X.shape[1], second_moment)
+        total = private_stats.Stats.zeros(3, X.shape[1], second_moment)
         for part in reversed(parts):
-            total.add(clustering.key_stats(keys[part], X[part], 3, second_moment))
+            total.add(private_stats.key_stats(keys[part], X[part], 3, second_moment))
         assert np.array_equal(total.count, whole.count)
         assert np.array_equal(total.total, whole.total)
         assert np.array_equal(total.second, whole.second)
@@ -116,7 +116,7 @@ def test_aggregates_are_exact_and_order_independent(second_moment):
 
 def test_partition_keys_do_not_depend_on_the_batch():
     rng = np.random.default_rng(4)
-    X = clustering.bound_rows(rng.standard_normal((2000, 32)), 1.0, "normalize")[0]
+    X = private_stats.bound_rows(rng.standard_normal((2000, 32)), 1.0, "normalize")[0]
     centres = rng.standard_normal((7, 32)) * 0.1
     # A row exactly between two centres, and rows at 1 ulp of a SimHash hyperplane.
     for partitioner in (NearestCentre(centres), SimHash(centres[0], rng.standard_normal((6, 32)))):

@@ -9,7 +9,7 @@ from scipy import stats
 
 from dpsynth import algorithm, norms
 from dpsynth.calibration import plan_releases
-from dpsynth.clustering import Stats
+from dpsynth.private_stats import Stats
 from dpsynth.gmm import ReleasedMixture
 from dpsynth.local import synthesize_arrays
 from dpsynth.noise import SecureNoise

@@ -10,9 +10,10 @@ from apache_beam.transforms.window import GlobalWindows
 from dpsynth import algorithm
 from dpsynth.algorithm import RunState
 from dpsynth.calibration import ReleasePlan
-from dpsynth.clustering import Stats
 from dpsynth.noise import noise_source
 from dpsynth.params import SynthesisConfig
+from dpsynth.private_stats import Stats
+from dpsynth.released import ReleasedStats
 from dpsynth.validation import ValidBatch
 
 LOG = logging.getLogger("dpsynth")
@@ -74,17 +75,18 @@ def _public_keys(state: RunState) -> list[tuple[int, None]]:
 
 
 def _release(element: tuple[int, Optional[Stats]], state: RunState, dimension: int,
-             config: SynthesisConfig) -> tuple[int, Stats]:
+             config: SynthesisConfig) -> tuple[int, ReleasedStats]:
     class_id, exact = element
     return class_id, algorithm.release_class_stats(class_id, exact, state.next_pass, dimension,
                                                    noise_source(config.noise_seed, config.disable_noise))
 
 
-def _advance(released: dict[int, Stats], state: RunState, plan: ReleasePlan, config: SynthesisConfig) -> RunState:
+def _advance(released: dict[int, ReleasedStats], state: RunState, plan: ReleasePlan, config: SynthesisConfig
+             ) -> RunState:
     spec = state.next_pass
     following = algorithm.advance(state, released, plan, config)
     # One line per finished pass (released facts only: the pass and how many keys it released).
-    LOG.info("pass %d of %d (%s) finished: %d classes released", spec.index + 1, 2 + config.rounds,
+    LOG.info("pass %d of %d (%s) finished: %d classes released", spec.index + 1, algorithm.num_passes(config),
              spec.name, len(released))
     return following
 
@@ -113,7 +115,7 @@ class ReleasePass(beam.PTransform):
         # (class_id, Stats | None) exact totals after the global combine
         combined = ((partials, keys) | "WithEveryKey" >> beam.Flatten()
                     | "Combine" >> beam.CombinePerKey(SumStatsFn()))
-        # (class_id, Stats) noisy: the only place noise is drawn, once per key
+        # (class_id, ReleasedStats): the only place noise is drawn, once per key
         released = combined | "AddNoise" >> beam.Map(_release, state=state, dimension=self._plan.dimension,
                                                      config=self._config)
         # RunState for the next pass, computed from released values only

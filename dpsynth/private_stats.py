@@ -1,11 +1,23 @@
-"""The math of DP clustering, shared by the Beam transforms and the local reference.
+"""The private side of the privacy boundary: everything here may read private rows.
 
-Two kinds of function live here, and the split is the privacy boundary:
-- functions of private rows (`bound_rows`, `partial_stats`, the partitioners'
-  `keys`) produce *aggregates* that are released only through noise;
-- functions of released aggregates (`class_summaries`, `seed_centres`,
-  `update_centres`, `choose_num_clusters`) are post-processing and may do
-  anything, deterministically, so that Beam and the local reference agree.
+Bounding (`safe_norms`, `bound_rows`), the partitioners' `keys` (which key of
+its class a row feeds) and the exact aggregation (`key_stats`,
+`partial_stats`) produce `Stats`: exact sums, which workers may combine but
+nothing may publish. The only way out is the release step
+(algorithm.release_class_stats), which adds the noise that calibration.py
+planned, with noise.py's mechanism, and returns a released.ReleasedStats;
+everything after it (dpsynth.released, dpsynth.gmm, algorithm.advance)
+accepts only that type and refuses Stats. So a privacy review needs to read
+only this module (how much one record can move an aggregate: the
+sensitivities, with the row helpers it calls, dpsynth.grid's snapping and
+dpsynth.norms' binning), noise.py, calibration.py and the release step;
+whatever runs after the release is post-processing and cannot weaken it.
+
+The partitioners are built from released values (released.seed_partitioners,
+Lloyd's released centres) but assign private rows, so they live here: a row's
+key must depend on that row and on public or released values alone. The
+packed format of symmetric matrices lives here too, because the matrix
+release's sensitivity rests on it (pack_outer).
 """
 from __future__ import annotations
 
@@ -19,30 +31,8 @@ from scipy import sparse
 from dpsynth.norms import NUM_BINS as NORM_BINS, histogram as norm_histogram
 from dpsynth.grid import row_grid, snap_public, snap_rows
 
-# A cluster needs at least this many (noisy) rows to be kept at all.
-MIN_CLUSTER_ROWS = 10
-# Default cap on components per class when k comes from released counts.
-DEFAULT_MAX_CLUSTERS = 10
-# k from counts: each cluster should hold enough rows that the noise on its
-# mean is at most 1/MEAN_SIGNAL_TO_NOISE of the class's spread. Components of
-# one class sit about half a spread apart, and a split must beat a single
-# component that pools every pass's release (algorithm.combine_whole_class),
-# hence a quarter of the spread.
-MEAN_SIGNAL_TO_NOISE = 4.0
-# With a full covariance the single component already has the class's shape
-# (its first two moments), so a split only pays for multimodality and must
-# clear a higher bar: a sixteenth of the spread (chosen on the benchmarks'
-# public rows among 4, 8 and 16; BENCHMARKS.md, third round).
-FULL_COVARIANCE_MEAN_SIGNAL_TO_NOISE = 16.0
-# Kept clusters must have a noisy count above this many count-noise sigmas.
-COUNT_SIGMAS_TO_KEEP = 3.0
-# Seeding hashes each class into about this many buckets per cluster.
-BUCKETS_PER_CLUSTER = 4
-MAX_HASH_BITS = 12
 # Seed of the public (data-independent) SimHash directions.
 SIMHASH_SEED = 20250616
-# Lloyd iterations of the non-private k-means on the released coreset.
-CORESET_ITERATIONS = 25
 
 # None, "scalar" (sum ||x||^2), "diagonal" (sum x*x) or "matrix" (sum x x^T, packed: see pack_outer)
 SecondMoment = Optional[str]
@@ -50,13 +40,14 @@ SecondMoment = Optional[str]
 
 @dataclasses.dataclass
 class Stats:
-    """Per-key aggregates of one class: exact while private, noisy once released.
+    """Exact per-key aggregates of one class: private, released only through the release step.
 
     count: [K]; total: [K, d] (sum of rows); second: None, [K] (sum of squared
     norms), [K, d] (sum of squares per coordinate) or [K, d (d + 1) / 2] (sum
-    of outer products: while exact, the upper triangle of upper_gram; once
-    released, packed as by pack_outer). float64 throughout; for grid rows
-    (dpsynth.grid) every exact entry is an exact float64 sum.
+    of outer products: the upper triangle of upper_gram, unscaled; the release
+    step packs it as by pack_outer). float64 throughout; for grid rows
+    (dpsynth.grid) every entry is an exact float64 sum. Mutable, so that the
+    combiner can add partial sums in place.
     """
 
     count: np.ndarray
@@ -293,151 +284,4 @@ def partial_stats(class_ids: np.ndarray, X: np.ndarray, partitioners: dict[int, 
         rows = X[index]
         out[int(class_id)] = key_stats(partitioner.keys(rows), rows, partitioner.num_keys, second_moment,
                                        None if norm_bins is None else norm_bins[index])
-    return out
-
-
-# --- Post-processing of released aggregates -----------------------------------------
-
-def project_to_ball(V: np.ndarray, radius: float) -> np.ndarray:
-    norms = np.linalg.norm(V, axis=-1, keepdims=True)
-    return V * np.minimum(1.0, radius / np.maximum(norms, 1e-300))
-
-
-def noisy_means(stats: Stats, radius: float) -> np.ndarray:
-    """Released sum / released count, in the R-ball (counts below 1 count as 1)."""
-    return project_to_ball(stats.total / np.maximum(stats.count, 1.0)[:, None], radius)
-
-
-def corrected_sq_norm(stats: Stats, sum_sigma: float) -> np.ndarray:
-    """Unbiased ||mu||^2 from a released mean: E||S~/n||^2 = ||mu||^2 + d sigma^2 / n^2."""
-    n = np.maximum(stats.count, 1.0)
-    d = stats.total.shape[1]
-    raw = np.sum((stats.total / n[:, None]) ** 2, axis=1)
-    return np.maximum(raw - d * sum_sigma**2 / n**2, 0.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class ClassSummary:
-    """What the class pass released about one class, and the plan derived from it."""
-
-    noisy_count: float
-    mean: np.ndarray  # [d]
-    spread: float  # RMS distance of a row to the class mean (estimate)
-    num_clusters: int  # 0 = too few rows to fit anything
-
-
-def min_rows_to_keep(count_sigma: float) -> float:
-    return max(float(MIN_CLUSTER_ROWS), COUNT_SIGMAS_TO_KEEP * count_sigma)
-
-
-def signal_to_noise_for(covariance: str) -> float:
-    return FULL_COVARIANCE_MEAN_SIGNAL_TO_NOISE if covariance == "full" else MEAN_SIGNAL_TO_NOISE
-
-
-def choose_num_clusters(noisy_count: float, spread: float, dimension: int, radius: float,
-                        final_sum_sigma: float, final_count_sigma: float,
-                        max_clusters: Optional[int], signal_to_noise: float = MEAN_SIGNAL_TO_NOISE) -> int:
-    """k for one class, from its released count and the planned noise only.
-
-    A fixed max_clusters is used as given. Otherwise each cluster must hold
-    enough rows that the noise on its mean, sigma * sqrt(d) / n, is at most
-    1 / signal_to_noise of the class spread, capped at DEFAULT_MAX_CLUSTERS.
-    """
-    keep = min_rows_to_keep(final_count_sigma)
-    if noisy_count < keep:
-        return 0
-    if max_clusters is not None:
-        return max(1, min(max_clusters, int(noisy_count // keep)))
-    spread = max(spread, 0.05 * radius)
-    rows_per_cluster = max(keep, signal_to_noise * final_sum_sigma * math.sqrt(dimension) / spread)
-    return int(min(DEFAULT_MAX_CLUSTERS, max(1, noisy_count // rows_per_cluster)))
-
-
-def class_summaries(released: dict[int, Stats], num_classes: int, radius: float, clip_mode: str,
-                    class_sum_sigma: float, final_sum_sigma: float, final_count_sigma: float,
-                    max_clusters: Optional[int], signal_to_noise: float = MEAN_SIGNAL_TO_NOISE
-                    ) -> dict[int, ClassSummary]:
-    out = {}
-    for class_id in range(num_classes):
-        stats = released[class_id]
-        mean = noisy_means(stats, radius)[0]
-        # On the sphere E||x - mu||^2 = R^2 - ||mu||^2; in the ball R^2 bounds it.
-        spread = math.sqrt(max(radius**2 - float(corrected_sq_norm(stats, class_sum_sigma)[0]), 0.0))
-        d = stats.total.shape[1]
-        k = choose_num_clusters(float(stats.count[0]), spread, d, radius, final_sum_sigma,
-                                final_count_sigma, max_clusters, signal_to_noise)
-        out[class_id] = ClassSummary(float(stats.count[0]), mean, spread, k)
-    return out
-
-
-def hash_bits(summary: ClassSummary, seed_count_sigma: float) -> int:
-    """Buckets for seeding: about BUCKETS_PER_CLUSTER per cluster, each big enough to survive noise."""
-    if summary.num_clusters <= 1:
-        return 0
-    wanted = BUCKETS_PER_CLUSTER * summary.num_clusters
-    affordable = summary.noisy_count / (2.0 * min_rows_to_keep(seed_count_sigma))
-    buckets = max(summary.num_clusters, min(wanted, affordable))
-    return int(min(MAX_HASH_BITS, max(1, math.ceil(math.log2(buckets)))))
-
-
-def seed_partitioners(summaries: dict[int, ClassSummary], seed_count_sigma: float,
-                      dimension: int) -> dict[int, Partitioner]:
-    out: dict[int, Partitioner] = {}
-    for class_id, summary in summaries.items():
-        if summary.num_clusters == 0:
-            continue
-        bits = hash_bits(summary, seed_count_sigma)
-        out[class_id] = (SimHash(summary.mean, simhash_directions(dimension, bits)) if bits
-                         else WholeClass())
-    return out
-
-
-def weighted_kmeans(points: np.ndarray, weights: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Non-private weighted k-means++ and Lloyd on a released coreset."""
-    k = min(k, len(points))
-    rng = np.random.default_rng(seed)
-    weights = np.maximum(weights, 0.0)
-    probabilities = weights / weights.sum() if weights.sum() > 0 else np.full(len(points), 1 / len(points))
-    centres = [points[rng.choice(len(points), p=probabilities)]]
-    for _ in range(1, k):
-        d2 = np.min(((points[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1), axis=1) * weights
-        if d2.sum() <= 0:
-            break
-        centres.append(points[rng.choice(len(points), p=d2 / d2.sum())])
-    centres = np.asarray(centres)
-    for _ in range(CORESET_ITERATIONS):
-        assign = NearestCentre(centres).keys(points)
-        mass = np.bincount(assign, weights=weights, minlength=len(centres))
-        moved = np.zeros_like(centres)
-        np.add.at(moved, assign, points * weights[:, None])
-        alive = mass > 0
-        centres = np.where(alive[:, None], moved / np.maximum(mass, 1e-300)[:, None], centres)
-    return centres
-
-
-def seed_centres(released: dict[int, Stats], summaries: dict[int, ClassSummary], radius: float,
-                 seed_count_sigma: float) -> dict[int, np.ndarray]:
-    """Initial centres per class from the released SimHash buckets."""
-    out = {}
-    keep = min_rows_to_keep(seed_count_sigma)
-    for class_id, stats in released.items():
-        summary = summaries[class_id]
-        means = noisy_means(stats, radius)
-        alive = stats.count >= keep
-        if not alive.any():
-            out[class_id] = summary.mean[None, :]
-            continue
-        out[class_id] = project_to_ball(
-            weighted_kmeans(means[alive], stats.count[alive], summary.num_clusters, seed=class_id), radius)
-    return out
-
-
-def update_centres(released: dict[int, Stats], radius: float, count_sigma: float) -> dict[int, np.ndarray]:
-    """A Lloyd step on released stats; clusters too small to trust are dropped."""
-    out = {}
-    keep = min_rows_to_keep(count_sigma)
-    for class_id, stats in released.items():
-        alive = stats.count >= keep
-        if alive.any():
-            out[class_id] = noisy_means(stats, radius)[alive]
     return out
