@@ -142,7 +142,7 @@ def _sweep(train_X, train_y, test_X, test_y, delta: float, ceiling: float, out: 
            known: dict[float, float]) -> list[dict]:
     """Accuracy of the MLP trained on DP synthetic rows at each epsilon; writes privacy-utility.png.
 
-    known: accuracies already measured (the demo's main release), reused rather than fitted again.
+    known: accuracies already computed (the demo's main release), reused rather than fitted again.
     """
     from dpsynth.figures import privacy_utility_figure
     from dpsynth.local import synthesize_arrays

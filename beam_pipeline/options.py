@@ -89,7 +89,7 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-large-delta", action="store_true",
                         help="accept delta >= 1/n (refused by default)")
     parser.add_argument("--rejected-output", help="write malformed rows (PRIVATE data) to this directory")
-    # --- release-dp: exact diagnostics and the public lower bound on n
+    # Exact diagnostics, and the public lower bound on n that the delta guard uses.
     parser.add_argument("--diagnostics-output",
                         help="write exact counts (rows read, used, rejected by reason) to this PRIVATE JSON file, "
                              "outside the release directory and the inputs; not DP (e.g. run.private.json)")
@@ -97,7 +97,6 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                         help="public lower bound on the number of input rows (privacy units with "
                              "--privacy-unit-column); delta >= 1/min-rows is refused. Without it delta must be "
                              f"below {ABSOLUTE_DELTA_CAP:g}")
-    # --- end release-dp
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
@@ -158,7 +157,7 @@ def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False
     return config
 
 
-# --- release-dp: the delta guard decides on public facts only
+# The delta guard decides on public facts only.
 ABSOLUTE_DELTA_CAP = 1e-4  # without --min-rows: as if n were at least 10^4
 
 
@@ -187,10 +186,9 @@ def check_delta(config: SynthesisConfig, min_rows: Optional[int]) -> None:
         raise UserError(f"--delta {config.delta:g} is at or above {ABSOLUTE_DELTA_CAP:g}; declare a public lower "
                         f"bound on the number of {unit} with --min-rows N (delta must be below 1/N), choose a "
                         "smaller delta, or pass --allow-large-delta")
-# --- end release-dp
 
 
-# --- release-dp: Beam's own Dask runner name means the corrected runner
+# Beam's own Dask runner name means the corrected runner.
 DASK_RUNNER = "beam_pipeline.dask_runner.DaskRunner"
 _BEAM_DASK_NAMES = ("daskrunner", "dask", "apache_beam.runners.dask.dask_runner.daskrunner")
 
@@ -216,7 +214,6 @@ def map_runner_names(beam_args: Sequence[str]) -> list[str]:
             out.append(args[i])
         i += 1
     return out
-# --- end release-dp
 
 
 def split_runner(beam_args: Sequence[str]) -> tuple[bool, list[str]]:

@@ -44,15 +44,16 @@ class BudgetWeights:
     mean ||mu|| * z_count / n + sqrt(d) * z_sum / n, which puts about
     1 / (1 + sqrt(d)) of the pass's weight on the count; but counts also
     decide which clusters survive (a noisy count must clear 3 sigmas), so the
-    count never gets less than 10% (at d = 1280 the optimum alone, 3%, left
-    count noise of 60 rows on a 126-row class and dropped most classes). The
+    count never gets less than 10%: in high dimension the optimum alone leaves
+    small classes' counts too noisy to fit (BENCHMARKS.md, "Notes moved from
+    code"). The
     class pass exists mostly for its counts (k and the fit decision per
     class), so it splits its weight evenly. A full covariance adds one
     release per class, the second-moment matrix, weighted like the final
     round's sums: its noise is shrunk away in the fit (gmm.shrink_covariance),
     so a weak release costs accuracy only through the budget it takes.
     The row-norm histogram only has to place each class's bulk of norms on
-    a 9% grid, so it gets a count-sized share.
+    a half-octave grid, so it gets a count-sized share.
     """
 
     labels: float = 0.25

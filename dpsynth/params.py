@@ -69,12 +69,12 @@ class SynthesisConfig:
       second-moment matrix per class, d <= 1024). "auto" (the default) is
       "full" up to d = 1024 (while all classes' matrices stay within 2^25
       values; up to d = 128 when labels are discovered) and "spherical"
-      above: on the benchmarks (BENCHMARKS.md) the full shape gained 1.1-2.6
-      points at every epsilon.
+      above: a class's shape is worth the budget its matrix takes
+      (BENCHMARKS.md, "Third round").
     row_norms: "released" (the default) also releases, in the class pass,
-      a histogram of each class's row norms before bounding, and scales every
-      synthetic row by a norm drawn from it, so that synthetic rows sit at
-      the real rows' scale (dpsynth.norms); "radius" keeps every synthetic
+      a histogram of each class's row norms before bounding, and puts every
+      synthetic row at the median norm of those histograms pooled, so that
+      synthetic rows sit at the real rows' scale (dpsynth.norms); "radius" keeps every synthetic
       row at norm R. Only with clip_mode "normalize": clipped rows keep
       their norms.
     num_samples: synthetic rows in all; None is about as many as the noisy
