@@ -52,7 +52,7 @@ class SynthesisConfig:
     epsilon, delta: the whole run's (epsilon, delta) target under add/remove
       adjacency (one record; one privacy unit when a unit column is given).
     labels: the public label set. None asks for DP label discovery, which
-      spends part of the budget (see accounting.plan_releases).
+      spends part of the budget (see calibration.plan_releases).
     radius: R, the L2 bound on every embedding after the bound step.
     clip_mode: "normalize" puts every row on the sphere of radius R (the
       default: encoders' cosine geometry, and the variance of a cluster then
@@ -74,9 +74,9 @@ class SynthesisConfig:
     row_norms: "released" (the default) also releases, in the class pass,
       a histogram of each class's row norms before bounding, and puts every
       synthetic row at the median norm of those histograms pooled, so that
-      synthetic rows sit at the real rows' scale (dpsynth.norms); "radius" keeps every synthetic
-      row at norm R. Only with clip_mode "normalize": clipped rows keep
-      their norms.
+      synthetic rows sit at the real rows' scale (dpsynth.norms); "radius"
+      keeps every synthetic row at norm R. Only with clip_mode "normalize":
+      clipped rows keep their norms.
     num_samples: synthetic rows in all; None is about as many as the noisy
       count of private rows.
     class_balance: split num_samples proportionally to the noisy class counts,
