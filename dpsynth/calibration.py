@@ -22,7 +22,7 @@ from scipy import stats
 
 from dpsynth.accounting import Mechanism, PrivacyLedger, composed_epsilon
 from dpsynth.clustering import packed_size
-from dpsynth.errors import PrivacyBudgetError, UserError
+from dpsynth.errors import OptionError, PrivacyBudgetError
 from dpsynth.noise import effective_sensitivity, grid_for
 from dpsynth.norms import NUM_BINS as NORM_BINS
 from dpsynth.params import MAX_DIMENSION, MAX_FULL_COVARIANCE_DIMENSION, SynthesisConfig
@@ -199,14 +199,16 @@ def plan_releases(config: SynthesisConfig, dimension: int, discover_labels: bool
     """
     if dimension < 1:
         raise PrivacyBudgetError(f"embedding dimension must be positive, got {dimension}")
+    # Errors name settings (config fields, the encoders' project_dim); a command line renders its flags.
     if dimension > MAX_DIMENSION:
-        raise UserError(f"embedding dimension {dimension} is above {MAX_DIMENSION}; project the embeddings to "
-                        "fewer dimensions first (--project-dim)")
+        raise OptionError("embedding dimension {dimension} is above {limit}; project the embeddings to fewer "
+                          "dimensions first ({options})", ["project_dim"], dimension=dimension, limit=MAX_DIMENSION)
     config = config.for_dimension(dimension)
     if needs_class_covariance(config) and dimension > MAX_FULL_COVARIANCE_DIMENSION:
-        raise UserError(f"--covariance full holds a d x d matrix per class and needs d <= "
-                        f"{MAX_FULL_COVARIANCE_DIMENSION}, got d = {dimension}: project the embeddings to fewer "
-                        "dimensions first (--project-dim) or use --covariance diagonal")
+        raise OptionError("{covariance}=full holds a d x d matrix per class and needs d <= {limit}, got "
+                          "d = {dimension}: project the embeddings to fewer dimensions first ({project_dim}) or "
+                          "use {covariance}=diagonal", ["covariance", "project_dim"],
+                          limit=MAX_FULL_COVARIANCE_DIMENSION, dimension=dimension)
     threshold_share = LABEL_DISCOVERY_DELTA_SHARE if discover_labels else 0.0
     gaussian_delta = config.delta * (1 - threshold_share)
     # Mechanisms at z_base = 1 tell how the weights add up.
