@@ -16,7 +16,7 @@ import tempfile
 import threading
 from typing import Sequence
 
-from dpsynth.errors import UserError
+from dpsynth.errors import OptionError, UserError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("beam_pipeline.synthesize", "DP synthetic embeddings from a Parquet file of embeddings"),
@@ -168,6 +168,15 @@ def _restore_tempdir(scratch: str, saved: tuple) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _as_flags(exc: UserError) -> str:
+    """The message, a library setting named by its flag where a command did not render it already."""
+    if isinstance(exc, OptionError):
+        from beam_pipeline.options import as_flag
+
+        return exc.render(as_flag)
+    return str(exc)
+
+
 def _run_reporting(run, argv: Sequence[str]) -> int:
     """The entry point, with user errors, Ctrl-C and a full disk as one line each (signals: run_guarded)."""
     try:
@@ -179,7 +188,7 @@ def _run_reporting(run, argv: Sequence[str]) -> int:
         if _RECEIVED:
             raise
         _cleanup()
-        print(f"dpsynth: error: {exc}", file=sys.stderr)
+        print(f"dpsynth: error: {_as_flags(exc)}", file=sys.stderr)
         return 2
     except Terminated:
         raise

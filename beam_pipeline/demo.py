@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-from beam_pipeline.options import make_parser
+from beam_pipeline.options import make_parser, settings_as_flags
 from beam_pipeline.outputs import OVERWRITE_HELP, StagedOutput
 from dpsynth.encoders import ENCODERS, EncoderSpec, get_encoder
 from dpsynth.errors import UserError, join_words
@@ -142,7 +142,7 @@ def _sweep(train_X, train_y, test_X, test_y, delta: float, ceiling: float, out: 
            known: dict[float, float]) -> list[dict]:
     """Accuracy of the MLP trained on DP synthetic rows at each epsilon; writes privacy-utility.png.
 
-    known: accuracies already measured (the demo's main release), reused rather than fitted again.
+    known: accuracies already computed (the demo's main release), reused rather than fitted again.
     """
     from dpsynth.figures import privacy_utility_figure
     from dpsynth.local import synthesize_arrays
@@ -166,6 +166,7 @@ def _sweep(train_X, train_y, test_X, test_y, delta: float, ceiling: float, out: 
     return points
 
 
+@settings_as_flags()  # the library's errors name settings; the user typed flags
 def run(argv: Sequence[str] | None = None) -> int:
     parser = make_parser("dpsynth demo", "End-to-end demo on scikit-learn's bundled digits.")
     parser.add_argument("--output", default="demo-output",

@@ -194,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@settings_as_flags()  # the library's errors name settings; the user typed flags
 def run(argv: list[str]) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)

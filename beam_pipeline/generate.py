@@ -53,6 +53,7 @@ def _rejected_dirs(path: str | None, overwrite: bool) -> tuple[StagedOutput | No
     return StagedOutput(join(path, "records"), overwrite), embeddings_dir
 
 
+@options.settings_as_flags()  # the library's errors name settings; the user typed flags
 def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))

@@ -34,18 +34,24 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
                                    "same algorithm in one process with plain numpy.")
 
 
+def as_flag(option: str, flags: Optional[dict[str, str]] = None) -> str:
+    """A library setting's command-line spelling: flags[option], else "--" + the option with hyphens."""
+    return (flags or {}).get(option, "--" + option.replace("_", "-"))
+
+
 @contextlib.contextmanager
 def settings_as_flags(**flags: str) -> Iterator[None]:
     """Library OptionErrors raised inside name their settings as this command's flags.
 
-    The library words a setting as its parameter (image_size) because it does
-    not know how it was called; the user typed --image-size. flags gives the
-    spellings that are not "--" + the parameter with hyphens (stretch="--no-stretch").
+    The library words a setting as its parameter (image_size, epsilon) because
+    it does not know how it was called; the user typed --image-size. flags gives
+    the spellings that are not "--" + the parameter with hyphens (stretch="--no-stretch").
+    Also a decorator: each command's run() renders the library's errors this way.
     """
     try:
         yield
     except OptionError as exc:
-        raise UserError(exc.render(lambda option: flags.get(option, "--" + option.replace("_", "-")))) from exc
+        raise UserError(exc.render(lambda option: as_flag(option, flags))) from exc
 
 
 def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +95,7 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-large-delta", action="store_true",
                         help="accept delta >= 1/n (refused by default)")
     parser.add_argument("--rejected-output", help="write malformed rows (PRIVATE data) to this directory")
-    # --- release-dp: exact diagnostics and the public lower bound on n
+    # Exact diagnostics, and the public lower bound on n that the delta guard uses.
     parser.add_argument("--diagnostics-output",
                         help="write exact counts (rows read, used, rejected by reason) to this PRIVATE JSON file, "
                              "outside the release directory and the inputs; not DP (e.g. run.private.json)")
@@ -97,7 +103,6 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                         help="public lower bound on the number of input rows (privacy units with "
                              "--privacy-unit-column); delta >= 1/min-rows is refused. Without it delta must be "
                              f"below {ABSOLUTE_DELTA_CAP:g}")
-    # --- end release-dp
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
@@ -130,8 +135,10 @@ def forward_job_labels(args: argparse.Namespace, beam_args: list[str]) -> list[s
 
 
 def read_labels(args: argparse.Namespace, labels_are_integers: bool) -> Optional[tuple]:
+    """The public label set from --labels (or --class-labels) or --labels-file; errors name the flag given."""
     if args.labels is not None:
-        return parse_label_list(args.labels, labels_are_integers)
+        with settings_as_flags(labels="--class-labels" if args.class_labels is not None else "--labels"):
+            return parse_label_list(args.labels, labels_are_integers)
     if args.labels_file is not None:
         try:
             text = Path(args.labels_file).read_text(encoding="utf-8")
@@ -141,24 +148,31 @@ def read_labels(args: argparse.Namespace, labels_are_integers: bool) -> Optional
             raise UserError(f"cannot read --labels-file: {exc.strerror}: {args.labels_file}") from None
         # One label per line, as the help says: a label may hold commas. A BOM is not part of a label.
         items = [line.strip() for line in text.lstrip("\ufeff").splitlines() if line.strip()]
-        return typed_labels(items, labels_are_integers, "--labels-file")
+        with settings_as_flags():
+            return typed_labels(items, labels_are_integers, "labels_file")
     return None
 
 
 def config_from_args(args: argparse.Namespace, labels_are_integers: bool = False) -> SynthesisConfig:
-    config = SynthesisConfig(
-        epsilon=args.epsilon, delta=args.delta, labels=read_labels(args, labels_are_integers),
-        radius=args.radius, max_rows=args.max_rows, clip_mode=args.clip_mode, max_clusters=args.max_clusters,
-        rounds=args.rounds,
-        covariance=args.covariance, num_samples=args.num_samples, class_balance=args.class_balance,
-        row_norms=args.row_norms, privacy_unit_column=args.privacy_unit_column, allow_large_delta=args.allow_large_delta)
+    """The run's SynthesisConfig; its checks' errors name this command's flags."""
+    labels = read_labels(args, labels_are_integers)
+    given = ("--labels-file" if args.labels_file is not None
+             else "--class-labels" if args.class_labels is not None else "--labels")
+    with settings_as_flags(labels=given):
+        config = SynthesisConfig(
+            epsilon=args.epsilon, delta=args.delta, labels=labels,
+            radius=args.radius, max_rows=args.max_rows, clip_mode=args.clip_mode, max_clusters=args.max_clusters,
+            rounds=args.rounds,
+            covariance=args.covariance, num_samples=args.num_samples, class_balance=args.class_balance,
+            row_norms=args.row_norms, privacy_unit_column=args.privacy_unit_column,
+            allow_large_delta=args.allow_large_delta)
     if config.epsilon > LARGE_EPSILON:
         print(f"dpsynth: warning: epsilon={config.epsilon:g} is above {LARGE_EPSILON:g}; "
               "the privacy guarantee is weak", file=sys.stderr)
     return config
 
 
-# --- release-dp: the delta guard decides on public facts only
+# The delta guard decides on public facts only.
 ABSOLUTE_DELTA_CAP = 1e-4  # without --min-rows: as if n were at least 10^4
 
 
@@ -187,10 +201,9 @@ def check_delta(config: SynthesisConfig, min_rows: Optional[int]) -> None:
         raise UserError(f"--delta {config.delta:g} is at or above {ABSOLUTE_DELTA_CAP:g}; declare a public lower "
                         f"bound on the number of {unit} with --min-rows N (delta must be below 1/N), choose a "
                         "smaller delta, or pass --allow-large-delta")
-# --- end release-dp
 
 
-# --- release-dp: Beam's own Dask runner name means the corrected runner
+# Beam's own Dask runner name means the corrected runner.
 DASK_RUNNER = "beam_pipeline.dask_runner.DaskRunner"
 _BEAM_DASK_NAMES = ("daskrunner", "dask", "apache_beam.runners.dask.dask_runner.daskrunner")
 
@@ -216,7 +229,6 @@ def map_runner_names(beam_args: Sequence[str]) -> list[str]:
             out.append(args[i])
         i += 1
     return out
-# --- end release-dp
 
 
 def split_runner(beam_args: Sequence[str]) -> tuple[bool, list[str]]:

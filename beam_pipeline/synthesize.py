@@ -235,6 +235,7 @@ def _write_local_rejected(tables, result, config, input_info, embedding_column, 
         pq.write_table(pa.concat_tables(parts) if parts else schema.empty_table(), handle)
 
 
+@options.settings_as_flags()  # the library's errors name settings; the user typed flags
 def run(argv: Sequence[str] | None = None) -> int:
     parser = options.make_parser("dpsynth synthesize", __doc__.splitlines()[0])
     parser.add_argument("--input", required=True, help="Parquet file, glob or gs:// path")

@@ -1,4 +1,4 @@
-"""Downstream test of decoded synthetic images on Fashion-MNIST (issue 7).
+"""Downstream test of decoded synthetic images on Fashion-MNIST.
 
 For each epsilon: DP synthetic ScatterNet embeddings of the 60,000 training
 images (dpsynth.local.synthesize_arrays, delta 1e-5, balanced classes), N per

@@ -21,7 +21,7 @@ import dp_accounting
 from scipy import stats
 
 from dpsynth.accounting import Mechanism, PrivacyLedger, composed_epsilon
-from dpsynth.errors import PrivacyBudgetError, UserError
+from dpsynth.errors import OptionError, PrivacyBudgetError
 from dpsynth.noise import effective_sensitivity, grid_for
 from dpsynth.norms import NUM_BINS as NORM_BINS
 from dpsynth.params import MAX_DIMENSION, MAX_FULL_COVARIANCE_DIMENSION, SynthesisConfig
@@ -45,15 +45,16 @@ class BudgetWeights:
     mean ||mu|| * z_count / n + sqrt(d) * z_sum / n, which puts about
     1 / (1 + sqrt(d)) of the pass's weight on the count; but counts also
     decide which clusters survive (a noisy count must clear 3 sigmas), so the
-    count never gets less than 10% (at d = 1280 the optimum alone, 3%, left
-    count noise of 60 rows on a 126-row class and dropped most classes). The
+    count never gets less than 10%: in high dimension the optimum alone leaves
+    small classes' counts too noisy to fit (BENCHMARKS.md, "Notes moved from
+    code"). The
     class pass exists mostly for its counts (k and the fit decision per
     class), so it splits its weight evenly. A full covariance adds one
     release per class, the second-moment matrix, weighted like the final
     round's sums: its noise is shrunk away in the fit (gmm.shrink_covariance),
     so a weak release costs accuracy only through the budget it takes.
     The row-norm histogram only has to place each class's bulk of norms on
-    a 9% grid, so it gets a count-sized share.
+    a half-octave grid, so it gets a count-sized share.
     """
 
     labels: float = 0.25
@@ -201,14 +202,16 @@ def plan_releases(config: SynthesisConfig, dimension: int, discover_labels: bool
     """
     if dimension < 1:
         raise PrivacyBudgetError(f"embedding dimension must be positive, got {dimension}")
+    # Errors name settings (config fields, the encoders' project_dim); a command line renders its flags.
     if dimension > MAX_DIMENSION:
-        raise UserError(f"embedding dimension {dimension} is above {MAX_DIMENSION}; project the embeddings to "
-                        "fewer dimensions first (--project-dim)")
+        raise OptionError("embedding dimension {dimension} is above {limit}; project the embeddings to fewer "
+                          "dimensions first ({options})", ["project_dim"], dimension=dimension, limit=MAX_DIMENSION)
     config = config.for_dimension(dimension)
     if needs_class_covariance(config) and dimension > MAX_FULL_COVARIANCE_DIMENSION:
-        raise UserError(f"--covariance full holds a d x d matrix per class and needs d <= "
-                        f"{MAX_FULL_COVARIANCE_DIMENSION}, got d = {dimension}: project the embeddings to fewer "
-                        "dimensions first (--project-dim) or use --covariance diagonal")
+        raise OptionError("{covariance}=full holds a d x d matrix per class and needs d <= {limit}, got "
+                          "d = {dimension}: project the embeddings to fewer dimensions first ({project_dim}) or "
+                          "use {covariance}=diagonal", ["covariance", "project_dim"],
+                          limit=MAX_FULL_COVARIANCE_DIMENSION, dimension=dimension)
     threshold_share = LABEL_DISCOVERY_DELTA_SHARE if discover_labels else 0.0
     gaussian_delta = config.delta * (1 - threshold_share)
     # Mechanisms at z_base = 1 tell how the weights add up.

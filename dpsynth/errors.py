@@ -26,14 +26,15 @@ class OptionError(UserError):
     """
 
     def __init__(self, template: str, options: Sequence[str], **values: object) -> None:
-        # template: "{options}" stands for the settings, joined with "and"; other fields come from values
+        # template: "{options}" stands for the settings, joined with "and", and "{setting}" for one
+        # of them by name (a message that names two settings apart); other fields come from values
         self.template, self.options, self.values = template, tuple(options), values
         super().__init__(self.render(lambda option: option))
 
     def render(self, name: Callable[[str], str]) -> str:
         """The message with each setting called name(setting)."""
-        return self.template.format(options=join_words([name(option) for option in self.options]),
-                                    **self.values)
+        return self.template.format(**{**self.values, **{option: name(option) for option in self.options},
+                                       "options": join_words([name(option) for option in self.options])})
 
 
 def join_words(words: Sequence[str], last: str = "and") -> str:

@@ -25,9 +25,9 @@ inflation and rounded again, and in the rare case that still exceeds R it is
 rounded toward zero and grown back coordinate by coordinate (largest
 remainder first). The test ||x||^2 <= R^2 is exact, in integer units of g.
 So the ledger's sensitivities hold for the computed aggregates with no
-correction. A normalised row loses about 2e-4 of its norm, and never more
-than 3 g: the largest margin shrinks sum m^2 by d/12 + 8 sqrt(B/3) out of
-B = (R/g)^2 >= 2^20 (docs/trust.md).
+correction. A normalised row loses a little of its norm, never more than
+3 g: the largest margin shrinks sum m^2 by d/12 + 8 sqrt(B/3) out of
+B = (R/g)^2 >= 2^20 (docs/trust.md, which gives the measured loss).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The row-norm model: released histograms of row norms, and the one norm synthetic rows get.
 
 With clip_mode "normalize" the mixture is fitted to directions (rows on the
-R-sphere), but an encoder's rows have norms of their own that differ by class
-(ScatterNet's run from about 1 to 5). Synthetic rows of norm R then sit at
+R-sphere), but an encoder's rows have norms of their own that may differ by
+class (BENCHMARKS.md, "Row norms"). Synthetic rows of norm R then sit at
 another scale than the real rows a downstream model is applied to, and a
 model that standardises its inputs by the synthetic rows' spread misreads
 every real row. So the class pass also releases, per class, a histogram of
@@ -21,7 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 # The public grid: log2 norms from LOG2_LOW in NUM_BINS bins of LOG2_WIDTH (2^-16 to 2^16,
-# a 9% step in norm). Norms outside are counted in the edge bins.
+# half an octave, a factor sqrt(2) in norm, per bin). Norms outside are counted in the edge bins.
 LOG2_LOW = -16.0
 LOG2_WIDTH = 0.5
 NUM_BINS = 64
@@ -85,8 +85,9 @@ def fit_norm_model(released: dict[int, np.ndarray], num_classes: int, sigma: flo
     One norm for all rows rather than a draw per row or per class: a norm
     drawn independently of the direction spreads synthetic rows along their
     class's mean direction, and a per-class norm is a cue the real rows only
-    weakly share; both cost accuracy where the constant did not
-    (BENCHMARKS.md). None when no bin clears the noise: rows keep norm R.
+    weakly share (the alternatives' results: BENCHMARKS.md, "Row norms").
+    The median rather than the mean, since a spurious bin far out moves the
+    mean. None when no bin clears the noise: rows keep norm R.
     Post-processing of released values only.
     """
     hists = [np.asarray(released[c], dtype=np.float64).reshape(NUM_BINS) for c in range(num_classes)

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from typing import Any, Optional
 
-from dpsynth.errors import UserError
+from dpsynth.errors import OptionError
 from dpsynth.grid import DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT
 
 CLIP_MODES = ("normalize", "clip")
@@ -52,7 +52,7 @@ class SynthesisConfig:
     epsilon, delta: the whole run's (epsilon, delta) target under add/remove
       adjacency (one record; one privacy unit when a unit column is given).
     labels: the public label set. None asks for DP label discovery, which
-      spends part of the budget (see accounting.plan_releases).
+      spends part of the budget (see calibration.plan_releases).
     radius: R, the L2 bound on every embedding after the bound step.
     clip_mode: "normalize" puts every row on the sphere of radius R (the
       default: encoders' cosine geometry, and the variance of a cluster then
@@ -69,14 +69,14 @@ class SynthesisConfig:
       second-moment matrix per class, d <= 1024). "auto" (the default) is
       "full" up to d = 1024 (while all classes' matrices stay within 2^25
       values; up to d = 128 when labels are discovered) and "spherical"
-      above: on the benchmarks (BENCHMARKS.md) the full shape gained 1.1-2.6
-      points at every epsilon.
+      above: a class's shape is worth the budget its matrix takes
+      (BENCHMARKS.md, "Third round").
     row_norms: "released" (the default) also releases, in the class pass,
-      a histogram of each class's row norms before bounding, and scales every
-      synthetic row by a norm drawn from it, so that synthetic rows sit at
-      the real rows' scale (dpsynth.norms); "radius" keeps every synthetic
-      row at norm R. Only with clip_mode "normalize": clipped rows keep
-      their norms.
+      a histogram of each class's row norms before bounding, and puts every
+      synthetic row at the median norm of those histograms pooled, so that
+      synthetic rows sit at the real rows' scale (dpsynth.norms); "radius"
+      keeps every synthetic row at norm R. Only with clip_mode "normalize":
+      clipped rows keep their norms.
     num_samples: synthetic rows in all; None is about as many as the noisy
       count of private rows.
     class_balance: split num_samples proportionally to the noisy class counts,
@@ -113,42 +113,41 @@ class SynthesisConfig:
     row_norms: str = "released"
 
     def __post_init__(self) -> None:
+        # Messages name the fields; a command line renders them as its flags (OptionError).
         _require(_finite(self.epsilon) and self.epsilon > 0,
-                 f"--epsilon must be a positive finite number, got {self.epsilon!r}")
+                 "{options} must be a positive finite number, got {value!r}", "epsilon", value=self.epsilon)
         _require(self.epsilon <= MAX_EPSILON,
-                 f"--epsilon {self.epsilon:g} is above {MAX_EPSILON:g}, where a DP guarantee means nothing; "
-                 f"choose at most {MAX_EPSILON:g}")
+                 "{options} {value:g} is above {limit:g}, where a DP guarantee means nothing; "
+                 "choose at most {limit:g}", "epsilon", value=self.epsilon, limit=MAX_EPSILON)
         _require(_finite(self.delta) and 0 < self.delta < 1,
-                 f"--delta must lie strictly between 0 and 1, got {self.delta!r}")
-        _require(self.delta >= MIN_DELTA, f"--delta {self.delta:g} is below {MIN_DELTA:g}, the smallest delta "
-                                          "dpsynth calibrates; choose a delta in [1e-12, 1)")
+                 "{options} must lie strictly between 0 and 1, got {value!r}", "delta", value=self.delta)
+        _require(self.delta >= MIN_DELTA, "{options} {value:g} is below {limit:g}, the smallest delta "
+                                          "dpsynth calibrates; choose a delta in [1e-12, 1)",
+                 "delta", value=self.delta, limit=MIN_DELTA)
         _require(_finite(self.radius) and self.radius > 0,
-                 f"--radius must be a positive finite number, got {self.radius!r}")
+                 "{options} must be a positive finite number, got {value!r}", "radius", value=self.radius)
         _require(RADIUS_RANGE[0] <= self.radius <= RADIUS_RANGE[1],
-                 f"--radius {self.radius:g} is outside [2^-40, 2^40]; rescale the embeddings instead")
+                 "{options} {value:g} is outside [2^-40, 2^40]; rescale the embeddings instead",
+                 "radius", value=self.radius)
         _require(isinstance(self.max_rows, int) and not isinstance(self.max_rows, bool)
                  and 1 <= self.max_rows <= MAX_ROWS_LIMIT,
-                 f"--max-rows must be an integer in [1, 2^45], got {self.max_rows!r}")
-        _require(self.clip_mode in CLIP_MODES,
-                 f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {self.clip_mode!r}")
-        _require(self.covariance in COVARIANCES,
-                 f"--covariance must be one of {', '.join(COVARIANCES)}, got {self.covariance!r}")
-        _require(self.row_norms in ROW_NORMS,
-                 f"--row-norms must be one of {', '.join(ROW_NORMS)}, got {self.row_norms!r}")
-        _require(self.class_balance in CLASS_BALANCES,
-                 f"--class-balance must be one of {', '.join(CLASS_BALANCES)}, got {self.class_balance!r}")
+                 "{options} must be an integer in [1, 2^45], got {value!r}", "max_rows", value=self.max_rows)
+        for field, choices in (("clip_mode", CLIP_MODES), ("covariance", COVARIANCES), ("row_norms", ROW_NORMS),
+                               ("class_balance", CLASS_BALANCES)):
+            _require(getattr(self, field) in choices, "{options} must be one of {choices}, got {value!r}",
+                     field, choices=", ".join(choices), value=getattr(self, field))
         _require(isinstance(self.rounds, int) and 1 <= self.rounds <= 50,
-                 f"--rounds must be an integer in [1, 50], got {self.rounds!r}")
+                 "{options} must be an integer in [1, 50], got {value!r}", "rounds", value=self.rounds)
         _require(self.max_clusters is None or (isinstance(self.max_clusters, int) and 1 <= self.max_clusters <= 4096),
-                 f"--max-clusters must be an integer in [1, 4096], got {self.max_clusters!r}")
+                 "{options} must be an integer in [1, 4096], got {value!r}", "max_clusters", value=self.max_clusters)
         _require(self.num_samples is None or (isinstance(self.num_samples, int) and self.num_samples >= 0),
-                 f"--num-samples must be a non-negative integer, got {self.num_samples!r}")
+                 "{options} must be a non-negative integer, got {value!r}", "num_samples", value=self.num_samples)
         _require(self.num_samples is None or self.num_samples <= MAX_NUM_SAMPLES,
-                 f"--num-samples {self.num_samples} is above {MAX_NUM_SAMPLES:,}, the most one run writes; "
-                 "ask for fewer rows")
+                 "{options} {value} is above {limit:,}, the most one run writes; ask for fewer rows",
+                 "num_samples", value=self.num_samples, limit=MAX_NUM_SAMPLES)
         if self.labels is not None:
-            _require(len(self.labels) > 0, "--labels must name at least one label")
-            _require(len(set(self.labels)) == len(self.labels), "--labels contains a duplicate label")
+            _require(len(self.labels) > 0, "{options} must name at least one label", "labels")
+            _require(len(set(self.labels)) == len(self.labels), "{options} contains a duplicate label", "labels")
 
     @property
     def is_private(self) -> bool:
@@ -181,21 +180,26 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 def parse_label_list(text: str, as_int: bool) -> tuple[Any, ...]:
     """Parse a comma-separated public label list, typed like the label column."""
-    return typed_labels([item.strip() for item in text.split(",") if item.strip()], as_int, "--labels", text)
+    return typed_labels([item.strip() for item in text.split(",") if item.strip()], as_int, "labels", text)
 
 
-def typed_labels(items: list[str], as_int: bool, flag: str = "--labels", text: str = "") -> tuple[Any, ...]:
-    """Labels typed like the label column; an integer label must fit the column's int64."""
+def typed_labels(items: list[str], as_int: bool, setting: str = "labels", text: str = "") -> tuple[Any, ...]:
+    """Labels typed like the label column; an integer label must fit the column's int64.
+
+    setting names where the labels came from in errors (an OptionError: a
+    command line renders it as its flag).
+    """
     if not as_int:
         return tuple(items)
     try:
         labels = tuple(int(item) for item in items)
     except ValueError:
-        raise UserError(f"the label column holds integers but {flag} has a non-integer in "
-                        f"{(text or ', '.join(items))[:200]!r}") from None
+        raise OptionError("the label column holds integers but {options} has a non-integer in {sample!r}",
+                          [setting], sample=(text or ", ".join(items))[:200]) from None
     for label in labels:
         if not INT64_MIN <= label <= INT64_MAX:
-            raise UserError(f"{flag} label {str(label)[:40]} does not fit a 64-bit integer label column")
+            raise OptionError("{options}: label {label} does not fit a 64-bit integer label column", [setting],
+                              label=str(label)[:40])
     return labels
 
 
@@ -203,7 +207,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _require(condition: bool, message: str) -> None:
+def _require(condition: bool, template: str, field: str, **values: Any) -> None:
     if not condition:
-        raise UserError(message)
+        raise OptionError(template, [field], **values)
 

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpsynth.errors import UserError
+from dpsynth.errors import OptionError
 from dpsynth.validation import REJECT_REASON_COLUMN
 
 MISSING_UNIT_REASON = "missing_privacy_unit"
@@ -36,12 +36,13 @@ ROWS_DROPPED = "unit_extra_rows_dropped"
 
 def check_unit_column(schema: pa.Schema, column: str) -> None:
     if column not in schema.names:
-        raise UserError(f"input has no column {column!r} (--privacy-unit-column); "
-                        f"its columns are: {', '.join(schema.names)}")
+        raise OptionError("input has no column {column!r} ({options}); its columns are: {columns}",
+                          ["privacy_unit_column"], column=column, columns=", ".join(schema.names))
     kind = schema.field(column).type
     if not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
             or pa.types.is_binary(kind)):
-        raise UserError(f"--privacy-unit-column {column!r} must hold integers or strings, found {kind}")
+        raise OptionError("{options} {column!r} must hold integers or strings, found {kind}",
+                          ["privacy_unit_column"], column=column, kind=kind)
 
 
 def row_priorities(table: pa.Table, noise_seed: Optional[int]) -> np.ndarray:

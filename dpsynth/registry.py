@@ -1,7 +1,7 @@
 """One registry per kind of public model (encoders, decoders); each family registers itself once.
 
 Why: the list of names, the choice between families, the command-line help
-and the docs used to be written out separately and drifted apart. Now a
+and the docs must agree, and copies written out separately drift apart. So a
 family's module registers one spec, and everything else is derived from the
 registry (the docs tables are checked against it by a test).
 

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dpsynth.errors import UserError
+from dpsynth.errors import OptionError, UserError
 from dpsynth.grid import DEFAULT_MAX_ROWS, row_grid
 from dpsynth.norms import norm_bins
 from dpsynth.private_stats import bound_rows, safe_norms
@@ -96,9 +96,10 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray, dimension: Optional[int
 def check_schema(schema: pa.Schema, embedding_column: str, label_column: str) -> None:
     """One-line errors for columns that are missing or of the wrong kind."""
     names = schema.names
-    for flag, column in (("--embedding-column", embedding_column), ("--label-column", label_column)):
+    for setting, column in (("embedding_column", embedding_column), ("label_column", label_column)):
         if column not in names:
-            raise UserError(f"input has no column {column!r} ({flag}); its columns are: {', '.join(names)}")
+            raise OptionError("input has no column {column!r} ({options}); its columns are: {columns}", [setting],
+                              column=column, columns=", ".join(names))
     embedding_type = schema.field(embedding_column).type
     if not is_list_type(embedding_type) or not _numeric_values(embedding_type):
         raise UserError(f"column {embedding_column!r} must be a list of numbers, found {embedding_type}")
@@ -107,8 +108,8 @@ def check_schema(schema: pa.Schema, embedding_column: str, label_column: str) ->
             or pa.types.is_large_string(label_type)):
         # Any other type (float, bool, dictionary) could never match the label
         # set, so every row would be rejected as unknown_label.
-        raise UserError(f"column {label_column!r} (--label-column) must hold integers or strings, "
-                        f"found {label_type}")
+        raise OptionError("column {column!r} ({options}) must hold integers or strings, found {kind}",
+                          ["label_column"], column=label_column, kind=label_type)
 
 
 def validate_table(table: pa.Table, spec: InputSpec) -> ValidationResult:
@@ -202,15 +203,20 @@ def declared_dimension(schema: pa.Schema, embedding_column: str) -> Optional[int
 
 
 def resolve_dimension(schema: pa.Schema, embedding_column: str, given: Optional[int]) -> int:
-    """The one dimension of a run: --dimension, checked against the schema's declared size, or that size."""
+    """The one dimension of a run: `given`, checked against the schema's declared size, or that size.
+
+    Errors call `given` the setting dimension (an OptionError: a command line
+    renders it as its flag).
+    """
     if given is not None and given < 1:
-        raise UserError(f"--dimension must be a positive integer, got {given}")
+        raise OptionError("{options} must be a positive integer, got {given}", ["dimension"], given=given)
     declared = declared_dimension(schema, embedding_column)
     if given is not None and declared is not None and given != declared:
-        raise UserError(f"--dimension {given} differs from the {declared} that the schema of "
-                        f"{embedding_column!r} declares")
+        raise OptionError("{options} {given} differs from the {declared} that the schema of {column!r} declares",
+                          ["dimension"], given=given, declared=declared, column=embedding_column)
     dimension = given or declared
     if not dimension:
-        raise UserError(f"the embedding size is not a public fact of this input ({embedding_column!r} is a "
-                        "variable-length list without dpsynth.dimension metadata); pass --dimension d")
+        raise OptionError("the embedding size is not a public fact of this input ({column!r} is a variable-length "
+                          "list without dpsynth.dimension metadata); pass {options} d", ["dimension"],
+                          column=embedding_column)
     return int(dimension)

@@ -76,8 +76,9 @@ def test_auto_covariance_is_full_up_to_the_dimension_cap_and_spherical_above():
     assert plan_releases(config, 64, False).covariance == "full"
     assert plan_releases(config, 1024, False).covariance == "full"
     assert plan_releases(config, 2048, False).covariance == "spherical"
-    with pytest.raises(UserError, match="d <= 1024"):
+    with pytest.raises(UserError, match="d <= 1024") as info:
         plan_releases(config.replace(covariance="full"), 2048, False)
+    assert "covariance=diagonal" in str(info.value) and "--" not in str(info.value)  # settings, not flags
 
 
 def test_auto_covariance_bounds_the_matrices_held_in_all():

@@ -311,7 +311,7 @@ def test_stderr_holds_no_third_party_warning_before_an_error(tmp_path):
                                             f"'{tmp_path / 'nope.parquet'}'"], done.stderr
 
 
-# --- release-dp: the release directory holds DP values only (issue 13, points 1-3)
+# The release directory holds DP values only.
 
 def _release_text(directory: Path) -> str:
     """Every byte of every file of a release, as text where it decodes (JSON, markdown, Parquet metadata)."""

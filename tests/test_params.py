@@ -1,6 +1,7 @@
 import pytest
 
-from dpsynth.errors import UserError
+from beam_pipeline.options import as_flag
+from dpsynth.errors import OptionError, UserError
 from dpsynth.params import SynthesisConfig, parse_label_list
 
 
@@ -14,6 +15,17 @@ def test_invalid_values_are_user_errors(changes):
     args = {"epsilon": 1.0, "delta": 1e-5, **changes}
     with pytest.raises(UserError):
         SynthesisConfig(**args)
+
+
+@pytest.mark.parametrize("changes,field", [
+    ({"epsilon": 0}, "epsilon"), ({"delta": 1.5}, "delta"), ({"max_rows": 0}, "max_rows"),
+    ({"clip_mode": "squash"}, "clip_mode"), ({"num_samples": -1}, "num_samples"), ({"labels": ()}, "labels"),
+])
+def test_errors_name_the_field_and_a_command_line_renders_its_flag(changes, field):
+    with pytest.raises(OptionError) as info:
+        SynthesisConfig(**{"epsilon": 1.0, "delta": 1e-5, **changes})
+    assert str(info.value).startswith(field + " ") and "--" not in str(info.value)
+    assert info.value.render(as_flag).startswith(as_flag(field) + " ")
 
 
 def test_private_unless_a_test_switch_is_on():

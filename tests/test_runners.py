@@ -183,7 +183,7 @@ def test_dask_local_cluster(data, reference, tmp_path, dask_address):
     check_outputs(out, summary, reference)
 
 
-# --- release-dp: Beam's Dask runner name, and noisy PCollections computed once (issue 13, point 6)
+# Beam's Dask runner name, and noisy PCollections computed once.
 
 def test_beams_dask_runner_name_maps_to_the_corrected_runner():
     from beam_pipeline.options import DASK_RUNNER, map_runner_names, split_runner

@@ -58,7 +58,8 @@ class DecodeBatchFn(beam.DoFn):
         if self._threads:
             import torch
 
-            # Measured here: two threads per worker collapse under shared load.
+            # Few threads per worker: more threads than free cores collapse throughput
+            # (see dpsynth.encoders.base.default_torch_threads).
             torch.set_num_threads(self._threads)
         from dpsynth.decoders import as_image_batch, get_decoder
 

@@ -103,7 +103,7 @@ def default_torch_threads() -> int:
     """Intra-op threads per worker process: one, unless the caller asks for more.
 
     torch's OpenMP threads spin-wait for cores that other processes hold, so
-    more threads than free cores collapses throughput (measured in
+    more threads than free cores collapses throughput (the figures:
     BENCHMARKS.md, "Notes moved from code"). Parallelism comes from Beam
     worker processes instead; on a dedicated machine the caller can raise it.
     """
