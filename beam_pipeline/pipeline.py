@@ -72,14 +72,13 @@ def build_synthesis(tables: beam.PCollection, config: SynthesisConfig, plan: Rel
     whose one-record-per-unit sample must be the same in every pass.
     """
     pipeline = tables.pipeline
-    # --- user-level privacy (issue 6): one random record per unit, before any aggregation
+    # User-level privacy: one random record per unit, before any aggregation.
     unit_streams = None
     if config.privacy_unit_column:
         # {"tables": pa.Table of kept rows, "rejected": pa.Table, "diagnostics": {counter: n}}
         unit_streams = tables | "BoundPrivacyUnits" >> BoundPrivacyUnits(
             config.privacy_unit_column, input_schema, config.noise_seed)
         tables = unit_streams["tables"]
-    # --- end user-level privacy
     if config.labels is not None:
         # (label, ...): the public label set, one element
         labels = pipeline | "PublicLabels" >> beam.Create([tuple(config.labels)])

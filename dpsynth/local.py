@@ -32,7 +32,7 @@ class LocalResult:
     ledger: PrivacyLedger
     reject_counts: dict[str, int]
     clipped_rows: int
-    # User-level privacy (--privacy-unit-column): counters, rows without a unit
+    # User-level privacy (privacy_unit_column): counters, rows without a unit
     # id, and the one-row-per-unit tables that were actually used.
     unit_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     unit_rejected: Optional[pa.Table] = None

@@ -33,8 +33,7 @@ DEFAULT_MAX_CLUSTERS = 10
 MEAN_SIGNAL_TO_NOISE = 4.0
 # With a full covariance the single component already has the class's shape
 # (its first two moments), so a split only pays for multimodality and must
-# clear a higher bar: a sixteenth of the spread (chosen on the benchmarks'
-# public rows among 4, 8 and 16; BENCHMARKS.md, third round).
+# clear a higher bar: a sixteenth of the spread (BENCHMARKS.md, "Third round").
 FULL_COVARIANCE_MEAN_SIGNAL_TO_NOISE = 16.0
 # Kept clusters must have a noisy count above this many count-noise sigmas.
 COUNT_SIGMAS_TO_KEEP = 3.0

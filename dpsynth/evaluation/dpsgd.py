@@ -1,9 +1,8 @@
 """DP-SGD baselines: the fixed two-layer MLP and a linear probe on real private rows.
 
 Opacus (pinned in requirements/eval.txt) needs per-sample gradients
-materialised per layer and took over four minutes a run on two cores, so this
-module computes the per-sample gradients of the two-layer network in closed
-form, which is exact for these two architectures: for a linear layer with
+materialised per layer, which is slow on CPU, so this module computes the
+per-sample gradients of the two-layer network in closed form, which is exact for these two architectures: for a linear layer with
 input a_i and output gradient g_i, the per-sample weight gradient is the outer
 product g_i a_i^T, its squared Frobenius norm is |g_i|^2 |a_i|^2, and the sum
 of clipped per-sample gradients is (c * G)^T A with c_i the clip factors. No

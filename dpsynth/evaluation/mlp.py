@@ -15,7 +15,8 @@ private train rows or the test rows:
 - the weights of the last epoch are kept (no early stopping: that would
   need a validation set drawn from the private or test rows).
 
-torch runs with at most two threads: the project's machine has two cores.
+torch runs with few threads: more threads than free cores collapses throughput
+(see dpsynth.encoders.base.default_torch_threads).
 """
 from __future__ import annotations
 
