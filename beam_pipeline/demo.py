@@ -121,15 +121,15 @@ MIN_TRAIN_STEPS = 600
 def _accuracy(train_X, train_y, test_X, test_y) -> tuple[float, str]:
     """MLP accuracy; when fewer than two classes were released, the constant predictor's."""
     from dpsynth.evaluation.mlp import BATCH_SIZE, EPOCHS, train_mlp
-    from dpsynth.evaluation.projection import l2_normalize
+    from dpsynth.geometry import onto_sphere
 
     classes = np.unique(train_y)
     if len(classes) >= 2:
         # The digits are few: enough epochs for MIN_TRAIN_STEPS optimiser steps. Rows go
         # onto the unit sphere, where the synthesis put the synthetic ones.
         epochs = max(EPOCHS, math.ceil(MIN_TRAIN_STEPS * BATCH_SIZE / len(train_X)))
-        model = train_mlp(l2_normalize(train_X), train_y, epochs=epochs)
-        return model.accuracy(l2_normalize(test_X), test_y), "two-layer MLP"
+        model = train_mlp(onto_sphere(np.asarray(train_X, dtype=np.float64)), train_y, epochs=epochs)
+        return model.accuracy(onto_sphere(np.asarray(test_X, dtype=np.float64)), test_y), "two-layer MLP"
     if len(classes) == 1:
         return float(np.mean(test_y == classes[0])), "constant (one class released)"
     return 0.0, "none (no class released)"

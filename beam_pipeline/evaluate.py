@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dpsynth.errors import UserError
+from dpsynth.geometry import into_ball, onto_sphere
 from dpsynth.validation import embedding_matrix
 
 
@@ -115,11 +116,10 @@ def _recorded(directory: Path) -> dict:
 
 
 def bound_rows(x: np.ndarray, clip_mode: str, radius: float) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
     if clip_mode == "normalize":
-        return (x * (radius / np.maximum(norms, 1e-12))).astype(np.float32)
+        return onto_sphere(x, radius).astype(np.float32)
     if clip_mode == "clip":
-        return (x * np.minimum(1.0, radius / np.maximum(norms, 1e-12))).astype(np.float32)
+        return into_ball(x, radius).astype(np.float32)
     return x
 
 

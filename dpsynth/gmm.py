@@ -13,6 +13,7 @@ import numpy as np
 
 from dpsynth.clustering import (Stats, corrected_sq_norm, min_rows_to_keep, noisy_means, packed_size,
                                 unpack_symmetric)
+from dpsynth.geometry import into_ball, onto_sphere
 from dpsynth.norms import NormModel
 
 # Variances are floored at this fraction of R^2 / d (a "small positive value").
@@ -139,13 +140,12 @@ class ReleasedMixture:
         if factor is not None:
             noise = noise @ factor.T
         X = mixture.means[component] + std * noise
-        if self.clip_mode == "normalize":
-            X *= self.radius / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-300)
+        if self.clip_mode == "normalize":  # any draw off the origin has a direction, however short
+            X = onto_sphere(X, self.radius, floor=1e-300)
             if self.norms is not None:  # the direction at the released typical norm
                 X *= self.norms.norm / self.radius
         else:
-            norms = np.linalg.norm(X, axis=1, keepdims=True)
-            X *= np.minimum(1.0, self.radius / np.maximum(norms, 1e-300))
+            X = into_ball(X, self.radius)
         return X.astype(np.float32), component.astype(np.int32)
 
     def sample(self, num_samples: Optional[int] = None, class_balance: str = "proportional",
