@@ -100,19 +100,9 @@ def split_digits(limit: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def _read_embeddings(pattern: str) -> tuple[np.ndarray, np.ndarray]:
-    import pyarrow.parquet as pq
+    from dpsynth.validation import read_embedding_files
 
-    from dpsynth.validation import embedding_matrix
-
-    files = sorted(glob.glob(pattern))
-    if not files:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    tables = [t for t in (pq.read_table(f, columns=["label", "embedding"]) for f in files) if t.num_rows]
-    if not tables:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    X = np.concatenate([embedding_matrix(t.column("embedding")) for t in tables])
-    y = np.concatenate([np.asarray(t.column("label").to_pylist()) for t in tables])
-    return X, y
+    return read_embedding_files(sorted(glob.glob(pattern)))
 
 
 # Optimiser steps of the demo's MLP (the digits are too few for the fixed 10 epochs).

@@ -22,12 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dpsynth.errors import UserError
 from dpsynth.geometry import into_ball, onto_sphere
-from dpsynth.validation import embedding_matrix
+from dpsynth.validation import read_embedding_files
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,34 +51,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def read_embeddings(paths: list[Path], embedding_column: str, label_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of one or more Parquet files as (float32 [n, d], labels [n])."""
-    xs, ys = [], []
-    for path in paths:
-        try:
-            table = pq.read_table(path, columns=[embedding_column, label_column])
-        except (OSError, pa.ArrowInvalid, KeyError) as exc:
-            raise UserError(f"{path}: cannot read columns {embedding_column!r}, {label_column!r}: "
-                            f"{str(exc).splitlines()[0]}") from None
-        col = table.column(embedding_column).combine_chunks()
-        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
-                or pa.types.is_fixed_size_list(col.type)):
-            raise UserError(f"{path}: column {embedding_column!r} is {col.type}, expected a list of floats")
-        if col.null_count or table.column(label_column).null_count:
-            raise UserError(f"{path}: null embeddings or labels")
-        lengths = np.asarray(col.value_lengths()) if hasattr(col, "value_lengths") else None
-        if lengths is not None and len(lengths) and (lengths.min() != lengths.max()):
-            raise UserError(f"{path}: embeddings of different lengths ({lengths.min()}..{lengths.max()})")
-        dim = int(lengths[0]) if lengths is not None and len(lengths) else col.type.list_size
-        x = embedding_matrix(col, dim)
-        if not np.isfinite(x).all():
-            raise UserError(f"{path}: non-finite values in {embedding_column!r}")
-        xs.append(x)
-        ys.append(np.asarray(table.column(label_column).to_numpy(zero_copy_only=False)))
-    dims = {x.shape[1] for x in xs if len(x)}
-    if len(dims) > 1:
-        raise UserError(f"embedding dimensions differ between files: {sorted(dims)}")
-    x = np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)
-    y = np.concatenate(ys) if ys else np.zeros(0)
+    """Rows of one or more Parquet files as (float32 [n, d], labels [n]); no rows at all is an error."""
+    x, y = read_embedding_files(paths, embedding_column, label_column)
     if len(x) == 0:
         raise UserError(f"no rows in {', '.join(str(p) for p in paths)}")
     return x, y

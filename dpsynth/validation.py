@@ -7,11 +7,13 @@ dead-letter file, since it is private data.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from dpsynth.clustering import bound_rows, safe_norms
 from dpsynth.norms import norm_bins
@@ -91,6 +93,49 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray, dimension: Optional[int
         fixed = pa.types.is_fixed_size_list(column.type)
         dimension = column.type.list_size if fixed else (values.size // len(column) if len(column) else 0)
     return values.reshape(len(column), dimension)
+
+
+def read_embedding_files(paths: Sequence[str | Path], embedding_column: str = "embedding",
+                         label_column: str = "label", dimension: Optional[int] = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of local Parquet files as (float32 [n, d], labels [n]), every bad file a one-line UserError.
+
+    These are whole files read into memory for evaluation and training, not
+    the pipeline's input: a malformed row refuses its file instead of being
+    rejected. d is `dimension` when given, else the files' own, which must
+    agree; files without rows add none (no rows at all: shape (0, d or 0)).
+    """
+    xs, ys = [], []
+    for path in paths:
+        try:
+            table = pq.read_table(path, columns=[embedding_column, label_column])
+        except (OSError, pa.ArrowInvalid, KeyError) as exc:
+            raise UserError(f"{path}: cannot read columns {embedding_column!r}, {label_column!r}: "
+                            f"{str(exc).splitlines()[0]}") from None
+        col = table.column(embedding_column).combine_chunks()
+        if not is_list_type(col.type):
+            raise UserError(f"{path}: column {embedding_column!r} is {col.type}, expected a list of floats")
+        if not table.num_rows:
+            continue
+        if col.null_count or table.column(label_column).null_count:
+            raise UserError(f"{path}: null embeddings or labels")
+        lengths = np.asarray(col.value_lengths()) if hasattr(col, "value_lengths") else None
+        if lengths is not None and (lengths.min() != lengths.max()):
+            raise UserError(f"{path}: embeddings of different lengths ({lengths.min()}..{lengths.max()})")
+        width = int(lengths[0]) if lengths is not None else col.type.list_size
+        if dimension is not None and width != dimension:
+            raise UserError(f"{path}: embeddings have {width} dimensions, expected {dimension}")
+        x = embedding_matrix(col, width)
+        if not np.isfinite(x).all():
+            raise UserError(f"{path}: non-finite values in {embedding_column!r}")
+        xs.append(x)
+        ys.append(np.asarray(table.column(label_column).to_numpy(zero_copy_only=False)))
+    dims = {x.shape[1] for x in xs}
+    if len(dims) > 1:
+        raise UserError(f"embedding dimensions differ between files: {sorted(dims)}")
+    if not xs:
+        return np.zeros((0, dimension or 0), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def check_schema(schema: pa.Schema, embedding_column: str, label_column: str) -> None:
