@@ -95,6 +95,15 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray, dimension: Optional[int
     return values.reshape(len(column), dimension)
 
 
+def label_counts(table: pa.Table, label_column: str) -> dict[Any, int]:
+    """{label: exact count} over the table's non-null labels, in order of first appearance.
+
+    Exact private counts: only DP label selection (algorithm.select_labels) may look at them.
+    """
+    counts = pc.value_counts(table.column(label_column).combine_chunks().drop_null())
+    return {item["values"]: item["counts"] for item in counts.to_pylist()}
+
+
 def read_embedding_files(paths: Sequence[str | Path], embedding_column: str = "embedding",
                          label_column: str = "label", dimension: Optional[int] = None
                          ) -> tuple[np.ndarray, np.ndarray]:

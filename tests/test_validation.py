@@ -3,8 +3,8 @@ import pyarrow as pa
 import pytest
 
 from dpsynth.errors import UserError
-from dpsynth.validation import (InputSpec, check_schema, declared_dimension, embedding_matrix, read_embedding_files,
-                                resolve_dimension, validate_table)
+from dpsynth.validation import (InputSpec, check_schema, declared_dimension, embedding_matrix, label_counts,
+                                read_embedding_files, resolve_dimension, validate_table)
 
 SPEC = InputSpec("embedding", "label", 3, ("a", "b"), 1.0, "normalize")
 
@@ -117,3 +117,11 @@ def test_read_embedding_files_refuses_a_bad_file_in_one_line(tmp_path):
         read_embedding_files([_write(tmp_path / "null.parquet", [None, [1.0, 2.0]], [0, 1])])
     with pytest.raises(UserError, match="cannot read columns"):
         read_embedding_files([good], embedding_column="vec")
+
+
+def test_label_counts_skip_nulls_and_keep_first_appearance_order():
+    table = pa.Table.from_batches([pa.record_batch({"label": pa.array(["b", None, "a"])}),
+                                   pa.record_batch({"label": pa.array(["b", "c", None])})])
+    assert list(label_counts(table, "label").items()) == [("b", 2), ("a", 1), ("c", 1)]
+    assert label_counts(pa.table({"label": pa.array([3, 3, 1], pa.int64())}), "label") == {3: 2, 1: 1}
+    assert label_counts(pa.table({"label": pa.array([], pa.string())}), "label") == {}
