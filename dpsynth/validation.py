@@ -26,6 +26,23 @@ REJECT_REASONS = ("missing_embedding", "non_numeric", "wrong_dimension", "non_fi
                   "missing_label", "unknown_label",
                   # set before validation, by privacy-unit bounding (dpsynth.privacy_units)
                   "missing_privacy_unit")
+# Keys of the exact diagnostics (PRIVATE, for the data owner only: beam_pipeline.diagnostics).
+ROWS_READ = "rows_read"
+ROWS_VALID = "rows_valid"
+ROWS_CLIPPED = "rows_clipped"
+REJECTED_PREFIX = "rejected_"
+
+
+def rejected_key(reason: str) -> str:
+    return REJECTED_PREFIX + reason
+
+
+def validation_counts(reason_counts: dict[str, int], rows_read: int, rows_valid: int,
+                      rows_clipped: int) -> dict[str, int]:
+    """The diagnostics of validated rows: rejections by reason, rows read, valid and clipped."""
+    counts = {rejected_key(reason): n for reason, n in reason_counts.items()}
+    counts.update({ROWS_READ: rows_read, ROWS_VALID: rows_valid, ROWS_CLIPPED: rows_clipped})
+    return counts
 
 
 @dataclasses.dataclass(frozen=True)

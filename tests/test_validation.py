@@ -4,7 +4,7 @@ import pytest
 
 from dpsynth.errors import UserError
 from dpsynth.validation import (InputSpec, check_schema, declared_dimension, embedding_matrix, label_counts,
-                                read_embedding_files, resolve_dimension, validate_table)
+                                read_embedding_files, resolve_dimension, validate_table, validation_counts)
 
 SPEC = InputSpec("embedding", "label", 3, ("a", "b"), 1.0, "normalize")
 
@@ -125,3 +125,8 @@ def test_label_counts_skip_nulls_and_keep_first_appearance_order():
     assert list(label_counts(table, "label").items()) == [("b", 2), ("a", 1), ("c", 1)]
     assert label_counts(pa.table({"label": pa.array([3, 3, 1], pa.int64())}), "label") == {3: 2, 1: 1}
     assert label_counts(pa.table({"label": pa.array([], pa.string())}), "label") == {}
+
+
+def test_validation_counts_name_every_diagnostic():
+    assert validation_counts({"non_finite": 2}, 10, 8, 1) == {"rejected_non_finite": 2, "rows_read": 10,
+                                                              "rows_valid": 8, "rows_clipped": 1}
