@@ -100,19 +100,9 @@ def split_digits(limit: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def _read_embeddings(pattern: str) -> tuple[np.ndarray, np.ndarray]:
-    import pyarrow.parquet as pq
+    from dpsynth.validation import read_embedding_files
 
-    from dpsynth.validation import embedding_matrix
-
-    files = sorted(glob.glob(pattern))
-    if not files:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    tables = [t for t in (pq.read_table(f, columns=["label", "embedding"]) for f in files) if t.num_rows]
-    if not tables:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    X = np.concatenate([embedding_matrix(t.column("embedding")) for t in tables])
-    y = np.concatenate([np.asarray(t.column("label").to_pylist()) for t in tables])
-    return X, y
+    return read_embedding_files(sorted(glob.glob(pattern)))
 
 
 # Optimiser steps of the demo's MLP (the digits are too few for the fixed 10 epochs).
@@ -121,15 +111,15 @@ MIN_TRAIN_STEPS = 600
 def _accuracy(train_X, train_y, test_X, test_y) -> tuple[float, str]:
     """MLP accuracy; when fewer than two classes were released, the constant predictor's."""
     from dpsynth.evaluation.mlp import BATCH_SIZE, EPOCHS, train_mlp
-    from dpsynth.evaluation.projection import l2_normalize
+    from dpsynth.geometry import onto_sphere
 
     classes = np.unique(train_y)
     if len(classes) >= 2:
         # The digits are few: enough epochs for MIN_TRAIN_STEPS optimiser steps. Rows go
         # onto the unit sphere, where the synthesis put the synthetic ones.
         epochs = max(EPOCHS, math.ceil(MIN_TRAIN_STEPS * BATCH_SIZE / len(train_X)))
-        model = train_mlp(l2_normalize(train_X), train_y, epochs=epochs)
-        return model.accuracy(l2_normalize(test_X), test_y), "two-layer MLP"
+        model = train_mlp(onto_sphere(np.asarray(train_X, dtype=np.float64)), train_y, epochs=epochs)
+        return model.accuracy(onto_sphere(np.asarray(test_X, dtype=np.float64)), test_y), "two-layer MLP"
     if len(classes) == 1:
         return float(np.mean(test_y == classes[0])), "constant (one class released)"
     return 0.0, "none (no class released)"

@@ -20,6 +20,7 @@ from typing import Iterable, Optional
 from apache_beam.io.filesystems import FileSystems
 
 from dpsynth.errors import UserError
+from dpsynth.validation import REJECTED_PREFIX, ROWS_VALID
 from beam_pipeline.outputs import is_local, lies_within
 
 PRIVATE_MARKER = ("PRIVATE: exact counts of the private input (not differentially private). "
@@ -97,7 +98,7 @@ def write_private(counts: dict, path: str) -> None:
 
 def rejected_warning(counts: dict, diagnostics_output: Optional[str], rejected_output: Optional[str]) -> Optional[str]:
     """The console line about malformed rows, labelled as private telemetry (never a silent drop)."""
-    rejected = sum(n for name, n in counts.items() if name.startswith("rejected_"))
+    rejected = sum(n for name, n in counts.items() if name.startswith(REJECTED_PREFIX))
     if not rejected:
         return None
     where = (f"counts by reason in {diagnostics_output}" if diagnostics_output
@@ -108,6 +109,6 @@ def rejected_warning(counts: dict, diagnostics_output: Optional[str], rejected_o
 
 
 def empty_warning(counts: dict) -> Optional[str]:
-    if UNAVAILABLE not in counts and counts.get("rows_valid", 0) == 0:
+    if UNAVAILABLE not in counts and counts.get(ROWS_VALID, 0) == 0:
         return (f"dpsynth: warning ({TELEMETRY}): no input row was usable; the release holds noise only")
     return None

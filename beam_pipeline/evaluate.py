@@ -10,23 +10,24 @@ by default DIR-evaluation.private.json beside DIR. This is a local, single-proce
 a test set that fit in memory, so it needs no Beam pipeline.
 
 Test and train rows are bounded as the synthesis bounded its input (L2-normalised
-onto the sphere of radius R by default), read from DIR's JSON files when they
-say, else from --clip-mode/--radius: a classifier trained on unit-norm rows must
-be tested on unit-norm rows.
+onto the sphere of radius R by default): as --clip-mode/--radius say, else as
+DIR's gmm.json records: a classifier trained on unit-norm rows must be tested on
+unit-norm rows.
 """
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dpsynth.errors import UserError
-from dpsynth.validation import embedding_matrix
+from dpsynth.geometry import into_ball, onto_sphere
+from dpsynth.gmm import ReleasedMixture
+from dpsynth.release import MIXTURE_FILE, PRIVACY_FILE
+from dpsynth.validation import read_embedding_files
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,34 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def read_embeddings(paths: list[Path], embedding_column: str, label_column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of one or more Parquet files as (float32 [n, d], labels [n])."""
-    xs, ys = [], []
-    for path in paths:
-        try:
-            table = pq.read_table(path, columns=[embedding_column, label_column])
-        except (OSError, pa.ArrowInvalid, KeyError) as exc:
-            raise UserError(f"{path}: cannot read columns {embedding_column!r}, {label_column!r}: "
-                            f"{str(exc).splitlines()[0]}") from None
-        col = table.column(embedding_column).combine_chunks()
-        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
-                or pa.types.is_fixed_size_list(col.type)):
-            raise UserError(f"{path}: column {embedding_column!r} is {col.type}, expected a list of floats")
-        if col.null_count or table.column(label_column).null_count:
-            raise UserError(f"{path}: null embeddings or labels")
-        lengths = np.asarray(col.value_lengths()) if hasattr(col, "value_lengths") else None
-        if lengths is not None and len(lengths) and (lengths.min() != lengths.max()):
-            raise UserError(f"{path}: embeddings of different lengths ({lengths.min()}..{lengths.max()})")
-        dim = int(lengths[0]) if lengths is not None and len(lengths) else col.type.list_size
-        x = embedding_matrix(col, dim)
-        if not np.isfinite(x).all():
-            raise UserError(f"{path}: non-finite values in {embedding_column!r}")
-        xs.append(x)
-        ys.append(np.asarray(table.column(label_column).to_numpy(zero_copy_only=False)))
-    dims = {x.shape[1] for x in xs if len(x)}
-    if len(dims) > 1:
-        raise UserError(f"embedding dimensions differ between files: {sorted(dims)}")
-    x = np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)
-    y = np.concatenate(ys) if ys else np.zeros(0)
+    """Rows of one or more Parquet files as (float32 [n, d], labels [n]); no rows at all is an error."""
+    x, y = read_embedding_files(paths, embedding_column, label_column)
     if len(x) == 0:
         raise UserError(f"no rows in {', '.join(str(p) for p in paths)}")
     return x, y
@@ -102,24 +77,31 @@ def _find_key(obj: Any, key: str) -> Any:
     return None
 
 
-def _recorded(directory: Path) -> dict:
-    out: dict = {}
-    for name in ("privacy.json", "gmm.json"):
-        path = directory / name
-        if path.exists():
-            try:
-                out[name] = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                raise UserError(f"{path}: not valid JSON") from None
-    return out
+def _read_json(path: Path) -> Optional[dict]:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: not valid JSON") from None
+
+
+def _recorded(directory: Path) -> tuple[Optional[dict], Optional[ReleasedMixture]]:
+    """DIR's privacy.json as published and its mixture, each None when DIR has none."""
+    privacy, mixture = _read_json(directory / PRIVACY_FILE), _read_json(directory / MIXTURE_FILE)
+    if mixture is None:
+        return privacy, None
+    try:
+        return privacy, ReleasedMixture.from_json(mixture)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{directory / MIXTURE_FILE}: not a dpsynth mixture ({type(exc).__name__}: {exc})") from None
 
 
 def bound_rows(x: np.ndarray, clip_mode: str, radius: float) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
     if clip_mode == "normalize":
-        return (x * (radius / np.maximum(norms, 1e-12))).astype(np.float32)
+        return onto_sphere(x, radius).astype(np.float32)
     if clip_mode == "clip":
-        return (x * np.minimum(1.0, radius / np.maximum(norms, 1e-12))).astype(np.float32)
+        return into_ball(x, radius).astype(np.float32)
     return x
 
 
@@ -227,11 +209,14 @@ def run(argv: list[str]) -> int:
     for flag, value in (("--test", args.test), ("--train", args.train)):
         if value is not None and not Path(value).is_file():
             raise UserError(f"{flag} {value}: no such file")
-    recorded = _recorded(directory)
-    # Synthetic rows that carry released norms are at the real rows' scale: real rows are used as given.
-    keeps_norms = (recorded.get("gmm.json") or {}).get("row_norms") is not None
-    clip_mode = args.clip_mode or ("none" if keeps_norms else _find_key(recorded, "clip_mode") or "normalize")
-    radius = args.radius if args.radius is not None else float(_find_key(recorded, "radius") or 1.0)
+    recorded_privacy, mixture = _recorded(directory)
+    if args.clip_mode:
+        clip_mode = args.clip_mode
+    elif mixture is None:
+        clip_mode = "normalize"
+    else:  # synthetic rows that carry released norms are at the real rows' scale: real rows are used as given
+        clip_mode = "none" if mixture.norms is not None else mixture.clip_mode
+    radius = args.radius if args.radius is not None else (1.0 if mixture is None else mixture.radius)
     if radius <= 0:
         raise UserError("--radius must be positive")
 
@@ -251,10 +236,9 @@ def run(argv: list[str]) -> int:
         print(f"dpsynth evaluate: {len(unseen)} test label(s) absent from the synthetic rows "
               f"(scored as errors): {', '.join(map(str, unseen[:5]))}")
     clf = train_mlp(xs, ys, seed=args.seed)
-    privacy = dict(recorded.get("privacy.json") or {})
-    mixture = recorded.get("gmm.json") or {}
-    if "private" in mixture:                   # the core marks test-only (seeded/noiseless) outputs here
-        privacy["private"] = mixture["private"]
+    privacy = dict(recorded_privacy or {})
+    if mixture is not None:  # the mixture marks test-only (seeded/noiseless) outputs
+        privacy["private"] = mixture.private
     privacy = privacy or None
     result = EvaluationResult(
         synthetic_dir=str(directory), test_file=str(args.test), num_synthetic=len(xs), num_test=len(xt),

@@ -18,12 +18,14 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from dpsynth import privacy_units
 from dpsynth.accounting import PrivacyLedger
 from dpsynth.calibration import plan_releases
 from dpsynth.gmm import ReleasedMixture
 from dpsynth.local import synthesize_tables
 from dpsynth.params import SynthesisConfig
 from dpsynth.report import render_report
+from dpsynth.validation import rejected_key, validation_counts
 from beam_pipeline import diagnostics as private, inputs, options
 from beam_pipeline.outputs import StagedOutput
 from beam_pipeline.pipeline import SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform, rejected_schema
@@ -66,10 +68,11 @@ def _finalize(staging: StagedOutput, rejected: Optional[StagedOutput], ledger: P
     mixture_json = _read_json(staging.path("gmm.json"))
     mixture = ReleasedMixture.from_json(mixture_json)
     diagnostics = scratch.read()
-    if "unit_rows_read" in diagnostics and "unit_extra_rows_dropped" not in diagnostics:
+    if privacy_units.ROWS_BEFORE in diagnostics and privacy_units.ROWS_DROPPED not in diagnostics:
         # Beam counts rows before and after unit bounding; the local reference counts the drop itself.
-        diagnostics["unit_extra_rows_dropped"] = (diagnostics["unit_rows_read"] - diagnostics.get("unit_rows_kept", 0)
-                                                  - diagnostics.get("rejected_missing_privacy_unit", 0))
+        diagnostics[privacy_units.ROWS_DROPPED] = (
+            diagnostics[privacy_units.ROWS_BEFORE] - diagnostics.get(privacy_units.ROWS_KEPT, 0)
+            - diagnostics.get(rejected_key(privacy_units.MISSING_UNIT_REASON), 0))
     rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
     write_json(ledger.to_json(), staging.path("privacy.json"))
     synthetic = sorted(m.path for m in FileSystems.match([staging.path(SYNTHETIC_PREFIX + "-*.parquet")])[0]
@@ -185,12 +188,12 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
         label_type = input_info.label_type
         _write_local_synthetic(result.mixture, config, label_type,
                                staging.path(f"{SYNTHETIC_PREFIX}-00000-of-00001.parquet"))
-        diagnostics = {f"rejected_{k}": v for k, v in result.reject_counts.items()}
         used = result.bounded_tables if result.bounded_tables is not None else tables
         rows_read = sum(t.num_rows for t in used)
-        diagnostics.update(rows_read=rows_read, rows_clipped=result.clipped_rows, **result.unit_counts,
-                           rows_valid=rows_read - sum(n for reason, n in result.reject_counts.items()
-                                                      if reason != "missing_privacy_unit"))
+        rows_valid = rows_read - sum(n for reason, n in result.reject_counts.items()
+                                     if reason != privacy_units.MISSING_UNIT_REASON)
+        diagnostics = validation_counts(result.reject_counts, rows_read, rows_valid, result.clipped_rows)
+        diagnostics.update(result.unit_counts)
         write_json(diagnostics, scratch.path)
         if rejected is not None:
             # Re-validation gives the rejected rows themselves (the reference keeps only counts).

@@ -43,15 +43,6 @@ class WholeClassRelease:
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassCovarianceRelease:
-    """The class pass's release of one class's second-moment matrix, kept for the fit."""
-
-    packed_second: np.ndarray  # [d (d + 1) / 2], see private_stats.pack_outer
-    noisy_count: float  # released in the same pass
-    sigma: float  # noise on each packed coordinate
-
-
-@dataclasses.dataclass(frozen=True)
 class RunState:
     """Released facts so far, and the next pass to run (None once the mixture is fit).
 
@@ -68,7 +59,7 @@ class RunState:
     next_pass: Optional[PassSpec]
     mixture: Optional[gmm.ReleasedMixture] = None
     whole_class: dict[int, tuple[WholeClassRelease, ...]] = dataclasses.field(default_factory=dict)
-    class_covariance: dict[int, ClassCovarianceRelease] = dataclasses.field(default_factory=dict)
+    class_covariance: dict[int, gmm.ClassCovarianceRelease] = dataclasses.field(default_factory=dict)
     norm_histograms: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # released, [NUM_BINS]
 
     @property
@@ -205,7 +196,7 @@ def _after_class_pass(state: RunState, spec: PassSpec, released: dict[int, Relea
     partitioners = seed_partitioners(summaries, plan.seed_pass.count_sigma, plan.dimension)
     covariance = {}
     if spec.second is not None and spec.second.moment == "matrix":
-        covariance = {c: ClassCovarianceRelease(s.second[0], float(s.count[0]), spec.second.sigma)
+        covariance = {c: gmm.ClassCovarianceRelease(s.second[0], float(s.count[0]), spec.second.sigma)
                       for c, s in released.items()}
     norm_histograms = {c: s.norms[0] for c, s in released.items() if s.norms is not None}
     return dataclasses.replace(state, summaries=summaries, notes=notes,
@@ -235,18 +226,20 @@ def _after_final_pass(state: RunState, spec: PassSpec, released: dict[int, Relea
                       config: SynthesisConfig) -> RunState:
     """The mixture: the final release, with every pass's release of a class that no pass split."""
     final = dict(released)
-    class_sigmas = {}
+    sigmas = {}
     for class_id, releases in state.whole_class.items():
         if len(releases) > 1:  # kept whole by every pass: all of them estimate the same aggregates
             final[class_id], count_sigma, sum_sigma = combine_whole_class(releases, released[class_id].second)
-            class_sigmas[class_id] = (count_sigma, sum_sigma)
-    mixture = gmm.fit_mixture(
-        final, list(state.labels), state.notes, dimension=plan.dimension, radius=plan.radius,
-        clip_mode=config.clip_mode, covariance=plan.covariance, count_sigma=spec.noise.count_sigma,
-        sum_sigma=spec.noise.sum_sigma,
-        noisy_class_counts={c: s.noisy_count for c, s in state.summaries.items()}, private=config.is_private,
-        class_sigmas=class_sigmas,
-        class_second_moments={c: (r.packed_second, r.noisy_count, r.sigma) for c, r in state.class_covariance.items()})
+            sigmas[class_id] = (count_sigma, sum_sigma)
+    class_releases = []
+    for class_id, label in enumerate(state.labels):
+        count_sigma, sum_sigma = sigmas.get(class_id, (spec.noise.count_sigma, spec.noise.sum_sigma))
+        summary = state.summaries.get(class_id)
+        class_releases.append(gmm.ClassRelease(label, final.get(class_id), count_sigma, sum_sigma,
+                                               None if summary is None else summary.noisy_count,
+                                               state.notes.get(class_id, ""), state.class_covariance.get(class_id)))
+    mixture = gmm.fit_releases(class_releases, dimension=plan.dimension, radius=plan.radius,
+                               clip_mode=config.clip_mode, covariance=plan.covariance, private=config.is_private)
     if plan.norm_sigma is not None:
         mixture = dataclasses.replace(mixture, norms=norms.fit_norm_model(state.norm_histograms, state.num_classes,
                                                                           plan.norm_sigma))

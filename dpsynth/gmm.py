@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from dpsynth.geometry import into_ball, onto_sphere
 from dpsynth.norms import NormModel
 from dpsynth.private_stats import packed_size, unpack_symmetric
 from dpsynth.released import ReleasedStats, corrected_sq_norm, min_rows_to_keep, noisy_means, require_released
@@ -95,12 +96,12 @@ class ReleasedMixture:
         classes = []
         for c in data["classes"]:
             k = int(c["num_components"])
-            var_shape = (k, d) if data["covariance"] == "diagonal" else (k,)
             shape = c.get("shape")
             classes.append(ClassMixture(c["label"], float(c["noisy_count"]),
                                         np.asarray(c["weights"], dtype=np.float64).reshape(k),
                                         np.asarray(c["means"], dtype=np.float64).reshape(k, d),
-                                        np.asarray(c["variances"], dtype=np.float64).reshape(var_shape),
+                                        np.asarray(c["variances"], dtype=np.float64).reshape(
+                                            variances_shape(data["covariance"], k, d)),
                                         c.get("note", ""),
                                         None if shape is None else np.asarray(shape, dtype=np.float64).reshape(d, d),
                                         c.get("shrinkage")))
@@ -139,13 +140,12 @@ class ReleasedMixture:
         if factor is not None:
             noise = noise @ factor.T
         X = mixture.means[component] + std * noise
-        if self.clip_mode == "normalize":
-            X *= self.radius / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-300)
+        if self.clip_mode == "normalize":  # any draw off the origin has a direction, however short
+            X = onto_sphere(X, self.radius, floor=1e-300)
             if self.norms is not None:  # the direction at the released typical norm
                 X *= self.norms.norm / self.radius
         else:
-            norms = np.linalg.norm(X, axis=1, keepdims=True)
-            X *= np.minimum(1.0, self.radius / np.maximum(norms, 1e-300))
+            X = into_ball(X, self.radius)
         return X.astype(np.float32), component.astype(np.int32)
 
     def sample(self, num_samples: Optional[int] = None, class_balance: str = "proportional",
@@ -179,71 +179,180 @@ def sampling_rng(noise_seed: Optional[int], class_index: int, chunk_index: int) 
     return np.random.default_rng([noise_seed, class_index, chunk_index, 7])
 
 
-def fit_mixture(final: dict[int, ReleasedStats], labels: list[Any], notes: dict[int, str], *, dimension: int,
-                radius: float, clip_mode: str, covariance: str, count_sigma: float, sum_sigma: float,
-                noisy_class_counts: dict[int, float], private: bool,
-                class_sigmas: Optional[dict[int, tuple[float, float]]] = None,
-                class_second_moments: Optional[dict[int, tuple[np.ndarray, float, float]]] = None
-                ) -> ReleasedMixture:
-    """Weights from noisy counts, means from noisy sums, variances from noisy moments.
+@dataclasses.dataclass(frozen=True)
+class ClassCovarianceRelease:
+    """The class pass's release of one class's second-moment matrix (full covariance only)."""
 
-    class_sigmas overrides (count_sigma, sum_sigma) for classes whose stats
-    combine several releases (see algorithm.combine_whole_class).
-    class_second_moments: for a full covariance, each class's released
-    (packed second-moment matrix, count released with it, noise sigma).
+    packed_second: np.ndarray  # [d (d + 1) / 2], see private_stats.pack_outer
+    noisy_count: float  # released in the same pass
+    sigma: float  # noise on each packed coordinate
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassRelease:
+    """Everything released about one class that its mixture is fitted from.
+
+    count_sigma and sum_sigma are the noise on `stats`: a class kept whole by
+    every pass combines several releases and has less (see
+    algorithm.combine_whole_class). noisy_count is the class pass's, None
+    when it released none; note says why the class could not be fitted.
     """
-    require_released(final, "fit_mixture")
-    floor = VARIANCE_FLOOR * radius**2 / dimension
-    withins: dict[int, ClassWithin] = {}
-    pooled_shape = None
-    if covariance == "full":
-        withins = class_within_covariances(final, class_second_moments or {}, class_sigmas or {},
-                                           dimension=dimension, radius=radius, clip_mode=clip_mode,
-                                           count_sigma=count_sigma, sum_sigma=sum_sigma)
-        pooled_shape = pooled_within_shape(withins)
-    classes = []
-    for class_id, label in enumerate(labels):
-        class_count_sigma, class_sum_sigma = (class_sigmas or {}).get(class_id, (count_sigma, sum_sigma))
-        keep = min_rows_to_keep(class_count_sigma)
-        stats = final.get(class_id)
-        empty = ClassMixture(label, noisy_class_counts.get(class_id, 0.0), np.zeros(0),
-                             np.zeros((0, dimension)),
-                             np.zeros((0, dimension)) if covariance == "diagonal" else np.zeros(0),
-                             notes.get(class_id) or "no component survived the noise")
-        if stats is None:
-            classes.append(empty)
-            continue
-        alive = stats.count >= keep
+
+    label: Any
+    stats: Optional[ReleasedStats]  # the final pass's; None when it released nothing for the class
+    count_sigma: float
+    sum_sigma: float
+    noisy_count: Optional[float] = None
+    note: str = ""
+    class_covariance: Optional[ClassCovarianceRelease] = None
+
+    def surviving(self) -> Optional[ReleasedStats]:
+        """The components whose noisy count clears the keep threshold; None when none does."""
+        if self.stats is None:
+            return None
+        alive = self.stats.count >= min_rows_to_keep(self.count_sigma)
         if not alive.any():
-            classes.append(empty)
+            return None
+        second = self.stats.second
+        return ReleasedStats(self.stats.count[alive], self.stats.total[alive], None if second is None else second[alive])
+
+
+@dataclasses.dataclass(frozen=True)
+class FitContext:
+    """The public facts every covariance model is fitted with."""
+
+    dimension: int
+    radius: float
+    clip_mode: str
+
+    @property
+    def variance_floor(self) -> float:
+        return VARIANCE_FLOOR * self.radius**2 / self.dimension
+
+
+@dataclasses.dataclass(frozen=True)
+class Components:
+    """One class's surviving components: their released stats and the noisy means taken from them."""
+
+    release: ClassRelease
+    stats: ReleasedStats
+    means: np.ndarray  # [K, d]
+
+    def mixture(self, covariances: Covariances) -> ClassMixture:
+        n = self.stats.count
+        noisy_count = float(n.sum()) if self.release.noisy_count is None else self.release.noisy_count
+        return ClassMixture(self.release.label, noisy_count, n / n.sum(), self.means, covariances.variances,
+                            self.release.note, covariances.shape, covariances.shrinkage)
+
+
+@dataclasses.dataclass(frozen=True)
+class Covariances:
+    """One class's fitted covariances: variances [K] or [K, d], and for a full covariance its shape."""
+
+    variances: np.ndarray
+    shape: Optional[np.ndarray] = None
+    shrinkage: Optional[float] = None
+
+
+def mean_squared_norms(stats: ReleasedStats, radius: float) -> np.ndarray:
+    """E||x||^2 per component: R^2 on the sphere (no second moment released), else the released one."""
+    n = stats.count
+    if stats.second is None:
+        return np.full(len(n), radius**2)
+    if stats.second.ndim == 1:
+        return np.clip(stats.second / n, 0.0, radius**2)
+    return np.clip(stats.second.sum(axis=1) / n, 0.0, radius**2)
+
+
+def spherical_variances(components: Components, context: FitContext,
+                        mean_sq_norm: Optional[np.ndarray] = None) -> np.ndarray:
+    """Per component E||x - mu||^2 / d = (E||x||^2 - ||mu||^2) / d, floored.
+
+    mean_sq_norm overrides E||x||^2 where the final pass released no
+    per-component moments.
+    """
+    if mean_sq_norm is None:
+        mean_sq_norm = mean_squared_norms(components.stats, context.radius)
+    sq_mean_norm = corrected_sq_norm(components.stats, components.release.sum_sigma)
+    return np.maximum((mean_sq_norm - np.minimum(sq_mean_norm, mean_sq_norm)) / context.dimension,
+                      context.variance_floor)
+
+
+def fit_spherical(classes: list[Components], context: FitContext) -> list[Covariances]:
+    """One variance per component."""
+    return [Covariances(spherical_variances(c, context)) for c in classes]
+
+
+def fit_diagonal(classes: list[Components], context: FitContext) -> list[Covariances]:
+    """One variance per component and coordinate, from the released per-coordinate second moments.
+
+    Each noisy mean's own noise (sigma^2 / n^2 per coordinate) is added back
+    to its squared mean, and each variance is floored at a fraction of its
+    component's spherical variance.
+    """
+    out = []
+    for c in classes:
+        n = c.stats.count
+        raw_mean = c.stats.total / n[:, None]
+        per_coord = c.stats.second / n[:, None] - raw_mean**2 + c.release.sum_sigma**2 / n[:, None] ** 2
+        spherical = spherical_variances(c, context)
+        out.append(Covariances(np.maximum(per_coord, DIAGONAL_FLOOR_FRACTION * spherical[:, None])))
+    return out
+
+
+def fit_full(classes: list[Components], context: FitContext) -> list[Covariances]:
+    """Each component's own scale times its class's shape, shrunk towards the pooled shape of all classes.
+
+    The pooled shape needs every class's within covariance first; a class
+    without a released matrix keeps spherical components.
+    """
+    withins = [class_within(c, context) for c in classes]
+    pooled_shape = pooled_within_shape([w for w in withins if w is not None])
+    out = []
+    for c, within in zip(classes, withins):
+        if within is None:
+            out.append(Covariances(spherical_variances(c, context)))
             continue
-        kept = ReleasedStats(stats.count[alive], stats.total[alive],
-                             None if stats.second is None else stats.second[alive])
-        n = kept.count
-        means = noisy_means(kept, radius)
-        sq_mean_norm = corrected_sq_norm(kept, class_sum_sigma)
-        if kept.second is None:  # on the sphere: E||x - mu||^2 = R^2 - ||mu||^2
-            mean_sq_norm = np.full(len(n), radius**2)
-        elif kept.second.ndim == 1:
-            mean_sq_norm = np.clip(kept.second / n, 0.0, radius**2)
-        else:
-            mean_sq_norm = np.clip(kept.second.sum(axis=1) / n, 0.0, radius**2)
-        within = withins.get(class_id)
-        if within is not None and clip_mode == "clip":  # no per-component moments: the class's mean squared norm
-            mean_sq_norm = np.full(len(n), np.clip(np.trace(within.second_matrix), 0.0, radius**2))
-        spherical = np.maximum((mean_sq_norm - np.minimum(sq_mean_norm, mean_sq_norm)) / dimension, floor)
-        shape = shrinkage = None
-        if within is not None:
-            shape, shrinkage = shrink_covariance(within.covariance, within.noise_fro2, pooled_shape)
-        if covariance == "diagonal":
-            raw_mean = kept.total / n[:, None]
-            per_coord = kept.second / n[:, None] - raw_mean**2 + class_sum_sigma**2 / n[:, None] ** 2
-            variances = np.maximum(per_coord, DIAGONAL_FLOOR_FRACTION * spherical[:, None])
-        else:
-            variances = spherical
-        classes.append(ClassMixture(label, noisy_class_counts.get(class_id, float(n.sum())), n / n.sum(),
-                                    means, variances, notes.get(class_id, ""), shape, shrinkage))
+        mean_sq_norm = None
+        if context.clip_mode == "clip":  # no per-component moments: the class's mean squared norm
+            mean_sq_norm = np.full(len(c.stats.count),
+                                   np.clip(np.trace(within.second_matrix), 0.0, context.radius**2))
+        shape, shrinkage = shrink_covariance(within.covariance, within.noise_fro2, pooled_shape)
+        out.append(Covariances(spherical_variances(c, context, mean_sq_norm), shape, shrinkage))
+    return out
+
+
+CovarianceFit = Callable[[list[Components], FitContext], list[Covariances]]
+# One fit per covariance model (the plan's resolved name); each returns one Covariances per class given.
+COVARIANCE_FITS: dict[str, CovarianceFit] = {"spherical": fit_spherical, "diagonal": fit_diagonal,
+                                             "full": fit_full}
+
+
+def variances_shape(covariance: str, num_components: int, dimension: int) -> tuple[int, ...]:
+    return (num_components, dimension) if covariance == "diagonal" else (num_components,)
+
+
+def fit_releases(releases: list[ClassRelease], *, dimension: int, radius: float, clip_mode: str,
+                 covariance: str, private: bool) -> ReleasedMixture:
+    """Weights from noisy counts, means from noisy sums, covariances by the model's fit (COVARIANCE_FITS).
+
+    A class none of whose components clears the noise gets no components.
+    """
+    require_released({i: r.stats for i, r in enumerate(releases) if r.stats is not None}, "fit_releases")
+    context = FitContext(dimension, radius, clip_mode)
+    fitted = {index: Components(release, stats, noisy_means(stats, radius))
+              for index, release in enumerate(releases) if (stats := release.surviving()) is not None}
+    covariances = dict(zip(fitted, COVARIANCE_FITS[covariance](list(fitted.values()), context)))
+    classes = [fitted[index].mixture(covariances[index]) if index in fitted
+               else unfitted_class(release, dimension, covariance) for index, release in enumerate(releases)]
     return ReleasedMixture(classes, dimension, radius, clip_mode, covariance, private)
+
+
+def unfitted_class(release: ClassRelease, dimension: int, covariance: str) -> ClassMixture:
+    noisy_count = 0.0 if release.noisy_count is None else release.noisy_count
+    return ClassMixture(release.label, noisy_count, np.zeros(0), np.zeros((0, dimension)),
+                        np.zeros(variances_shape(covariance, 0, dimension)),
+                        release.note or "no component survived the noise")
 
 
 def class_second_matrix(packed: np.ndarray, noisy_count: float, dimension: int, radius: float,
@@ -285,30 +394,20 @@ class ClassWithin:
     poolable: bool  # its noisy count clears the keep threshold
 
 
-def class_within_covariances(final: dict[int, ReleasedStats],
-                             class_second_moments: dict[int, tuple[np.ndarray, float, float]],
-                             class_sigmas: dict[int, tuple[float, float]], *, dimension: int, radius: float,
-                             clip_mode: str, count_sigma: float, sum_sigma: float) -> dict[int, ClassWithin]:
-    """Every fitted class's within covariance from its released stats and matrix (post-processing)."""
-    out = {}
-    for class_id, (packed, matrix_count, matrix_sigma) in class_second_moments.items():
-        stats = final.get(class_id)
-        if stats is None:
-            continue
-        class_count_sigma, class_sum_sigma = class_sigmas.get(class_id, (count_sigma, sum_sigma))
-        keep = min_rows_to_keep(class_count_sigma)
-        alive = stats.count >= keep
-        if not alive.any():
-            continue
-        kept = ReleasedStats(stats.count[alive], stats.total[alive])
-        second = class_second_matrix(packed, matrix_count, dimension, radius, clip_mode)
-        covariance, noise_fro2 = within_scatter(second, noisy_means(kept, radius), kept.count, class_sum_sigma,
-                                                matrix_sigma, matrix_count)
-        out[class_id] = ClassWithin(second, covariance, noise_fro2, matrix_count, matrix_count >= keep)
-    return out
+def class_within(components: Components, context: FitContext) -> Optional[ClassWithin]:
+    """A fitted class's within covariance from its released matrix (post-processing); None without one."""
+    matrix = components.release.class_covariance
+    if matrix is None:
+        return None
+    second = class_second_matrix(matrix.packed_second, matrix.noisy_count, context.dimension, context.radius,
+                                 context.clip_mode)
+    covariance, noise_fro2 = within_scatter(second, components.means, components.stats.count,
+                                            components.release.sum_sigma, matrix.sigma, matrix.noisy_count)
+    return ClassWithin(second, covariance, noise_fro2, matrix.noisy_count,
+                       matrix.noisy_count >= min_rows_to_keep(components.release.count_sigma))
 
 
-def pooled_within_shape(withins: dict[int, ClassWithin]) -> Optional[np.ndarray]:
+def pooled_within_shape(withins: list[ClassWithin]) -> Optional[np.ndarray]:
     """The shape (trace d) of the count-weighted mean of every fitted class's within covariance.
 
     It is the shrinkage target of each class's own shape: classes embedded by
@@ -319,7 +418,7 @@ def pooled_within_shape(withins: dict[int, ClassWithin]) -> Optional[np.ndarray]
     itself shrunk towards the identity by its own (smaller) noise. Pure
     post-processing of released values; None when no class can be pooled.
     """
-    parts = [w for w in withins.values() if w.poolable]
+    parts = [w for w in withins if w.poolable]
     if not parts:
         return None
     weight_sum = sum(w.weight for w in parts)

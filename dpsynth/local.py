@@ -20,7 +20,7 @@ from dpsynth.errors import UserError
 from dpsynth.noise import noise_source
 from dpsynth.params import SynthesisConfig
 from dpsynth.private_stats import Stats
-from dpsynth.validation import InputSpec, ValidBatch, check_schema, resolve_dimension, validate_table
+from dpsynth.validation import InputSpec, ValidBatch, check_schema, label_counts, resolve_dimension, validate_table
 
 
 @dataclasses.dataclass
@@ -84,7 +84,7 @@ def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embed
     if labels is None:
         counts: collections.Counter = collections.Counter()
         for t in tables:
-            counts.update(v for v in t.column(label_column).to_pylist() if v is not None)
+            counts.update(label_counts(t, label_column))
         labels = algorithm.select_labels(dict(counts), plan, source)
     spec = InputSpec(embedding_column, label_column, dimension, tuple(labels), config.radius, config.clip_mode,
                      config.max_rows)

@@ -26,11 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dpsynth.errors import OptionError
-from dpsynth.validation import REJECT_REASON_COLUMN
+from dpsynth.validation import REJECT_REASON_COLUMN, rejected_key
 
 MISSING_UNIT_REASON = "missing_privacy_unit"
 # Diagnostic counters (exact, data-owner only, like the rest of the diagnostics).
 ROWS_BEFORE = "unit_rows_read"
+ROWS_KEPT = "unit_rows_kept"
 ROWS_DROPPED = "unit_extra_rows_dropped"
 
 
@@ -91,5 +92,5 @@ def bound_units(tables: list[pa.Table], column: str, noise_seed: Optional[int]
     kept, _ = keep_best_per_unit(table, column, row_priorities(table, noise_seed))
     counts = {ROWS_BEFORE: before, ROWS_DROPPED: table.num_rows - kept.num_rows}
     if rejected is not None:
-        counts["rejected_" + MISSING_UNIT_REASON] = rejected.num_rows
+        counts[rejected_key(MISSING_UNIT_REASON)] = rejected.num_rows
     return [kept], rejected, counts

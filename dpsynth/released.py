@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from dpsynth.geometry import into_ball
 from dpsynth.private_stats import NearestCentre, Partitioner, SimHash, WholeClass, simhash_directions
 
 # A cluster needs at least this many (noisy) rows to be kept at all.
@@ -73,14 +74,9 @@ def require_released(stats: Mapping[int, Any], where: str) -> None:
                             "(algorithm.release_pass) first")
 
 
-def project_to_ball(V: np.ndarray, radius: float) -> np.ndarray:
-    norms = np.linalg.norm(V, axis=-1, keepdims=True)
-    return V * np.minimum(1.0, radius / np.maximum(norms, 1e-300))
-
-
 def noisy_means(stats: ReleasedStats, radius: float) -> np.ndarray:
     """Released sum / released count, in the R-ball (counts below 1 count as 1)."""
-    return project_to_ball(stats.total / np.maximum(stats.count, 1.0)[:, None], radius)
+    return into_ball(stats.total / np.maximum(stats.count, 1.0)[:, None], radius)
 
 
 def corrected_sq_norm(stats: ReleasedStats, sum_sigma: float) -> np.ndarray:
@@ -204,7 +200,7 @@ def seed_centres(released: dict[int, ReleasedStats], summaries: dict[int, ClassS
         if not alive.any():
             out[class_id] = summary.mean[None, :]
             continue
-        out[class_id] = project_to_ball(
+        out[class_id] = into_ball(
             weighted_kmeans(means[alive], stats.count[alive], summary.num_clusters, seed=class_id), radius)
     return out
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset
 
 from dpsynth.errors import UserError
 from dpsynth.release import load_release
-from dpsynth.validation import embedding_matrix
+from dpsynth.validation import read_embedding_files
 
 
 class ReleaseDataset(Dataset):
@@ -31,13 +29,9 @@ class ReleaseDataset(Dataset):
         shards = sorted(Path(directory).glob("synthetic-*.parquet"))
         if not shards:
             raise UserError(f"{directory}: no synthetic-*.parquet files")
-        embeddings, labels = [], []
-        for shard in shards:
-            table = pq.read_table(shard, columns=["embedding", "label"])
-            embeddings.append(embedding_matrix(table.column("embedding"), release.mixture.dimension))
-            labels.extend(table.column("label").to_pylist())
+        embeddings, labels = read_embedding_files(shards, dimension=release.mixture.dimension)
         index = {label: i for i, label in enumerate(self.classes)}
-        self.embeddings = torch.from_numpy(np.concatenate(embeddings))
+        self.embeddings = torch.from_numpy(embeddings)
         self.targets = torch.tensor([index[v] for v in labels], dtype=torch.int64)
         self.transform = transform
 

@@ -7,11 +7,13 @@ dead-letter file, since it is private data.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from dpsynth.errors import OptionError, UserError
 from dpsynth.grid import DEFAULT_MAX_ROWS, row_grid
@@ -24,6 +26,23 @@ REJECT_REASONS = ("missing_embedding", "non_numeric", "wrong_dimension", "non_fi
                   "missing_label", "unknown_label",
                   # set before validation, by privacy-unit bounding (dpsynth.privacy_units)
                   "missing_privacy_unit")
+# Keys of the exact diagnostics (PRIVATE, for the data owner only: beam_pipeline.diagnostics).
+ROWS_READ = "rows_read"
+ROWS_VALID = "rows_valid"
+ROWS_CLIPPED = "rows_clipped"
+REJECTED_PREFIX = "rejected_"
+
+
+def rejected_key(reason: str) -> str:
+    return REJECTED_PREFIX + reason
+
+
+def validation_counts(reason_counts: dict[str, int], rows_read: int, rows_valid: int,
+                      rows_clipped: int) -> dict[str, int]:
+    """The diagnostics of validated rows: rejections by reason, rows read, valid and clipped."""
+    counts = {rejected_key(reason): n for reason, n in reason_counts.items()}
+    counts.update({ROWS_READ: rows_read, ROWS_VALID: rows_valid, ROWS_CLIPPED: rows_clipped})
+    return counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +110,58 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray, dimension: Optional[int
         fixed = pa.types.is_fixed_size_list(column.type)
         dimension = column.type.list_size if fixed else (values.size // len(column) if len(column) else 0)
     return values.reshape(len(column), dimension)
+
+
+def label_counts(table: pa.Table, label_column: str) -> dict[Any, int]:
+    """{label: exact count} over the table's non-null labels, in order of first appearance.
+
+    Exact private counts: only DP label selection (algorithm.select_labels) may look at them.
+    """
+    counts = pc.value_counts(table.column(label_column).combine_chunks().drop_null())
+    return {item["values"]: item["counts"] for item in counts.to_pylist()}
+
+
+def read_embedding_files(paths: Sequence[str | Path], embedding_column: str = "embedding",
+                         label_column: str = "label", dimension: Optional[int] = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of local Parquet files as (float32 [n, d], labels [n]), every bad file a one-line UserError.
+
+    These are whole files read into memory for evaluation and training, not
+    the pipeline's input: a malformed row refuses its file instead of being
+    rejected. d is `dimension` when given, else the files' own, which must
+    agree; files without rows add none (no rows at all: shape (0, d or 0)).
+    """
+    xs, ys = [], []
+    for path in paths:
+        try:
+            table = pq.read_table(path, columns=[embedding_column, label_column])
+        except (OSError, pa.ArrowInvalid, KeyError) as exc:
+            raise UserError(f"{path}: cannot read columns {embedding_column!r}, {label_column!r}: "
+                            f"{str(exc).splitlines()[0]}") from None
+        col = table.column(embedding_column).combine_chunks()
+        if not is_list_type(col.type):
+            raise UserError(f"{path}: column {embedding_column!r} is {col.type}, expected a list of floats")
+        if not table.num_rows:
+            continue
+        if col.null_count or table.column(label_column).null_count:
+            raise UserError(f"{path}: null embeddings or labels")
+        lengths = np.asarray(col.value_lengths()) if hasattr(col, "value_lengths") else None
+        if lengths is not None and (lengths.min() != lengths.max()):
+            raise UserError(f"{path}: embeddings of different lengths ({lengths.min()}..{lengths.max()})")
+        width = int(lengths[0]) if lengths is not None else col.type.list_size
+        if dimension is not None and width != dimension:
+            raise UserError(f"{path}: embeddings have {width} dimensions, expected {dimension}")
+        x = embedding_matrix(col, width)
+        if not np.isfinite(x).all():
+            raise UserError(f"{path}: non-finite values in {embedding_column!r}")
+        xs.append(x)
+        ys.append(np.asarray(table.column(label_column).to_numpy(zero_copy_only=False)))
+    dims = {x.shape[1] for x in xs}
+    if len(dims) > 1:
+        raise UserError(f"embedding dimensions differ between files: {sorted(dims)}")
+    if not xs:
+        return np.zeros((0, dimension or 0), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 def check_schema(schema: pa.Schema, embedding_column: str, label_column: str) -> None:

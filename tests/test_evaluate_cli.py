@@ -9,6 +9,7 @@ import pytest
 from beam_pipeline import evaluate
 from beam_pipeline.cli import main
 from dpsynth.errors import UserError
+from dpsynth.gmm import ReleasedMixture
 
 
 def _rows(n, seed, dim=6):
@@ -33,7 +34,7 @@ def files(tmp_path):
     pq.write_table(_table(x[200:], y[200:], int), synth / "synthetic-00001-of-00002.parquet")
     (synth / "privacy.json").write_text(json.dumps({"target": {"epsilon": 1.0, "delta": 1e-5},
                                                     "spent": {"epsilon": 0.99, "delta": 1e-5}}))
-    (synth / "gmm.json").write_text(json.dumps({"private": True, "clip_mode": "normalize", "radius": 1.0}))
+    (synth / "gmm.json").write_text(json.dumps(ReleasedMixture([], 6, 1.0, "normalize", "spherical", True).to_json()))
     xt, yt = _rows(300, 1)
     pq.write_table(_table(xt, yt, int), tmp_path / "test.parquet")
     xr, yr = _rows(300, 2)
@@ -57,10 +58,24 @@ def test_evaluate_writes_json_and_markdown(files, capsys):
 
 
 def test_a_test_only_synthesis_is_flagged_not_private(files):
-    (files / "synth" / "gmm.json").write_text(json.dumps({"private": False, "warning": "seeded"}))
+    (files / "synth" / "gmm.json").write_text(
+        json.dumps(ReleasedMixture([], 6, 1.0, "normalize", "spherical", False).to_json()))
     out = files / "e.json"
     evaluate.run(["--synthetic", str(files / "synth"), "--test", str(files / "test.parquet"), "--output", str(out)])
     assert "NOT differentially private" in out.with_suffix(".md").read_text()
+
+
+def test_the_bound_comes_from_the_released_mixture(files, monkeypatch):
+    seen = []
+    monkeypatch.setattr(evaluate, "bound_rows", lambda x, clip_mode, radius: seen.append((clip_mode, radius)) or x)
+    (files / "synth" / "gmm.json").write_text(json.dumps(ReleasedMixture([], 6, 2.5, "clip", "spherical", True).to_json()))
+    base = ["--synthetic", str(files / "synth"), "--test", str(files / "test.parquet"), "--overwrite"]
+    evaluate.run(base + ["--output", str(files / "a.json")])
+    evaluate.run(base + ["--output", str(files / "b.json"), "--clip-mode", "normalize", "--radius", "1.0"])
+    assert seen == [("clip", 2.5), ("normalize", 1.0)]
+    (files / "synth" / "gmm.json").write_text(json.dumps({"private": True, "radius": 1.0}))
+    with pytest.raises(UserError, match="not a dpsynth mixture"):
+        evaluate.run(base + ["--output", str(files / "c.json")])
 
 
 def test_bound_rows_modes():

@@ -6,9 +6,9 @@ from dpsynth.released import ReleasedStats
 
 
 def _fit(stats, covariance="spherical", clip_mode="normalize", sum_sigma=0.0):
-    return gmm.fit_mixture({0: stats}, ["x"], {}, dimension=stats.total.shape[1], radius=1.0, clip_mode=clip_mode,
-                           covariance=covariance, count_sigma=1.0, sum_sigma=sum_sigma,
-                           noisy_class_counts={0: float(stats.count.sum())}, private=True)
+    release = gmm.ClassRelease("x", stats, count_sigma=1.0, sum_sigma=sum_sigma, noisy_count=float(stats.count.sum()))
+    return gmm.fit_releases([release], dimension=stats.total.shape[1], radius=1.0, clip_mode=clip_mode,
+                            covariance=covariance, private=True)
 
 
 def test_spherical_variance_on_the_sphere_follows_the_mean_norm():
@@ -108,10 +108,10 @@ def test_full_covariance_fit_recovers_the_class_shape_and_each_component_scale()
     Z, cov = _anisotropic(rng, d, 40000)
     X = 0.15 * Z + 0.5 * np.eye(d)[0]  # inside the unit ball: clip mode leaves the rows as they are
     stats = ReleasedStats(np.array([len(X)], float), X.sum(0, keepdims=True))
-    mixture = gmm.fit_mixture({0: stats}, ["x"], {}, dimension=d, radius=1.0, clip_mode="clip",
-                              covariance="full", count_sigma=1.0, sum_sigma=0.0,
-                              noisy_class_counts={0: float(len(X))}, private=True,
-                              class_second_moments={0: (pack_outer(X), float(len(X)), 0.0)}).classes[0]
+    release = gmm.ClassRelease("x", stats, count_sigma=1.0, sum_sigma=0.0, noisy_count=float(len(X)),
+                               class_covariance=gmm.ClassCovarianceRelease(pack_outer(X), float(len(X)), 0.0))
+    mixture = gmm.fit_releases([release], dimension=d, radius=1.0, clip_mode="clip", covariance="full",
+                               private=True).classes[0]
     sample_cov = np.cov(X.T, bias=True)
     np.testing.assert_allclose(mixture.variances[0] * mixture.shape, sample_cov, atol=1e-9)
     assert mixture.shrinkage == 0.0
@@ -155,26 +155,43 @@ def test_classes_sharing_a_covariance_get_it_from_the_pooled_target():
     rng = np.random.default_rng(8)
     d, n, num_classes, sigma = 12, 4000, 10, 3.0
     _, cov = _anisotropic(rng, d, 10, smallest=0.1)
-    final, moments, rows = {}, {}, []
+    releases, rows = [], []
     for c in range(num_classes):
         Z = rng.multivariate_normal(np.zeros(d), cov, size=n) * 0.1 / np.sqrt(np.trace(cov))
         X = Z + 0.3 * np.eye(d)[c % d]  # inside the unit ball
         noise_packed = rng.standard_normal(d * (d + 1) // 2) * sigma
-        final[c] = ReleasedStats(np.array([float(n)]), X.sum(0, keepdims=True))
-        moments[c] = (pack_outer(X) + noise_packed, float(n), sigma)
+        releases.append(gmm.ClassRelease(c, ReleasedStats(np.array([float(n)]), X.sum(0, keepdims=True)), count_sigma=1.0,
+                                         sum_sigma=0.0, noisy_count=float(n),
+                                         class_covariance=gmm.ClassCovarianceRelease(pack_outer(X) + noise_packed,
+                                                                               float(n), sigma)))
         rows.append(X)
-    kwargs = dict(dimension=d, radius=1.0, clip_mode="clip", covariance="full", count_sigma=1.0, sum_sigma=0.0,
-                  noisy_class_counts={c: float(n) for c in range(num_classes)}, private=True,
-                  class_second_moments=moments)
+    kwargs = dict(dimension=d, radius=1.0, clip_mode="clip", covariance="full", private=True)
     truth = cov * d / np.trace(cov)
-    pooled_fit = gmm.fit_mixture(final, list(range(num_classes)), {}, **kwargs)
+    pooled_fit = gmm.fit_releases(releases, **kwargs)
     pooled_error = np.mean([np.linalg.norm(c.shape - truth) for c in pooled_fit.classes])
     original = gmm.pooled_within_shape
     try:
         gmm.pooled_within_shape = lambda *a, **k: None
-        spherical_fit = gmm.fit_mixture(final, list(range(num_classes)), {}, **kwargs)
+        spherical_fit = gmm.fit_releases(releases, **kwargs)
     finally:
         gmm.pooled_within_shape = original
     spherical_error = np.mean([np.linalg.norm(c.shape - truth) for c in spherical_fit.classes])
     assert all(c.shrinkage > 0.5 for c in spherical_fit.classes)  # the class matrices are mostly noise
     assert pooled_error < 0.75 * spherical_error
+
+
+def test_the_fit_refuses_exact_stats():
+    from dpsynth.private_stats import Stats
+
+    release = gmm.ClassRelease("x", Stats(np.array([50.0]), np.ones((1, 2))), count_sigma=1.0, sum_sigma=1.0)
+    with pytest.raises(TypeError, match="released stats only"):
+        gmm.fit_releases([release], dimension=2, radius=1.0, clip_mode="clip", covariance="spherical", private=True)
+
+
+def test_every_covariance_model_has_a_fit():
+    assert set(gmm.COVARIANCE_FITS) == {"spherical", "diagonal", "full"}
+    stats = ReleasedStats(np.array([1000.0, 3.0]), np.array([[500.0, 0.0], [0.0, 3.0]]), np.array([[300.0, 200.0], [1.0, 2.0]]))
+    for covariance in gmm.COVARIANCE_FITS:
+        mixture = _fit(stats, covariance=covariance, clip_mode="clip")
+        assert mixture.classes[0].num_components == 1
+        assert mixture.classes[0].variances.shape == ((1, 2) if covariance == "diagonal" else (1,))

@@ -3,8 +3,8 @@ import pyarrow as pa
 import pytest
 
 from dpsynth.errors import UserError
-from dpsynth.validation import (InputSpec, check_schema, declared_dimension, embedding_matrix, resolve_dimension,
-                                validate_table)
+from dpsynth.validation import (InputSpec, check_schema, declared_dimension, embedding_matrix, label_counts,
+                                read_embedding_files, resolve_dimension, validate_table, validation_counts)
 
 SPEC = InputSpec("embedding", "label", 3, ("a", "b"), 1.0, "normalize")
 
@@ -85,3 +85,48 @@ def test_embedding_matrix_of_fixed_variable_chunked_and_empty_columns():
     assert embedding_matrix(pa.array([], pa.list_(pa.float32(), 3))).shape == (0, 3)
     with pytest.raises(ValueError):
         embedding_matrix(pa.array([[1.0, 2.0], [3.0]], pa.list_(pa.float32())))
+
+
+def _write(path, rows, labels, value_type=pa.list_(pa.float32())):
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"embedding": pa.array(rows, value_type), "label": pa.array(labels, pa.int64())}), path)
+    return path
+
+
+def test_read_embedding_files_concatenates_files_and_skips_empty_ones(tmp_path):
+    files = [_write(tmp_path / "a.parquet", [[1.0, 2.0], [3.0, 4.0]], [0, 1]),
+             _write(tmp_path / "empty.parquet", [], []),
+             _write(tmp_path / "b.parquet", [[5.0, 6.0]], [1], pa.list_(pa.float64(), 2))]
+    x, y = read_embedding_files(files)
+    assert x.dtype == np.float32 and x.tolist() == [[1, 2], [3, 4], [5, 6]] and y.tolist() == [0, 1, 1]
+    x, y = read_embedding_files(files[1:2], dimension=5)
+    assert x.shape == (0, 5) and y.shape == (0,)
+    assert read_embedding_files([])[0].shape == (0, 0)
+
+
+def test_read_embedding_files_refuses_a_bad_file_in_one_line(tmp_path):
+    good = _write(tmp_path / "good.parquet", [[1.0, 2.0]], [0])
+    with pytest.raises(UserError, match="expected 3"):
+        read_embedding_files([good], dimension=3)
+    with pytest.raises(UserError, match="differ between files"):
+        read_embedding_files([good, _write(tmp_path / "wide.parquet", [[1.0, 2.0, 3.0]], [0])])
+    with pytest.raises(UserError, match="non-finite"):
+        read_embedding_files([_write(tmp_path / "nan.parquet", [[np.nan, 1.0]], [0])])
+    with pytest.raises(UserError, match="null embeddings"):
+        read_embedding_files([_write(tmp_path / "null.parquet", [None, [1.0, 2.0]], [0, 1])])
+    with pytest.raises(UserError, match="cannot read columns"):
+        read_embedding_files([good], embedding_column="vec")
+
+
+def test_label_counts_skip_nulls_and_keep_first_appearance_order():
+    table = pa.Table.from_batches([pa.record_batch({"label": pa.array(["b", None, "a"])}),
+                                   pa.record_batch({"label": pa.array(["b", "c", None])})])
+    assert list(label_counts(table, "label").items()) == [("b", 2), ("a", 1), ("c", 1)]
+    assert label_counts(pa.table({"label": pa.array([3, 3, 1], pa.int64())}), "label") == {3: 2, 1: 1}
+    assert label_counts(pa.table({"label": pa.array([], pa.string())}), "label") == {}
+
+
+def test_validation_counts_name_every_diagnostic():
+    assert validation_counts({"non_finite": 2}, 10, 8, 1) == {"rejected_non_finite": 2, "rows_read": 10,
+                                                              "rows_valid": 8, "rows_clipped": 1}

@@ -5,19 +5,16 @@ from typing import Any, Iterator
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from dpsynth import algorithm
 from dpsynth.calibration import ReleasePlan
 from dpsynth.noise import noise_source
 from dpsynth.params import SynthesisConfig
+from dpsynth.validation import label_counts
 
 
-def label_counts(table: pa.Table, label_column: str) -> Iterator[tuple[Any, int]]:
-    """pa.Table -> (label, exact count) per distinct non-null label of the batch."""
-    counts = pc.value_counts(table.column(label_column).combine_chunks().drop_null())
-    for item in counts.to_pylist():
-        yield item["values"], item["counts"]
+def _batch_label_counts(table: pa.Table, label_column: str) -> Iterator[tuple[Any, int]]:
+    return iter(label_counts(table, label_column).items())
 
 
 def _select(counts: dict[Any, int], plan: ReleasePlan, config: SynthesisConfig) -> tuple[Any, ...]:
@@ -36,7 +33,7 @@ class DiscoverLabels(beam.PTransform):
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
         return (tables
                 # (label, count in one batch)
-                | "CountPerBatch" >> beam.FlatMap(label_counts, self._label_column)
+                | "CountPerBatch" >> beam.FlatMap(_batch_label_counts, self._label_column)
                 # (label, exact count)
                 | "Sum" >> beam.CombinePerKey(sum)
                 # {label: exact count}, one element

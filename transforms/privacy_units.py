@@ -7,6 +7,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from dpsynth import privacy_units
+from dpsynth.validation import rejected_key
 from transforms.validate import DIAGNOSTICS_TAG, REJECTED_TAG
 
 # Rows per re-batched table after the per-unit combine.
@@ -31,7 +32,7 @@ class PreselectPerBatchFn(beam.DoFn):
             with_id, self._column, privacy_units.row_priorities(with_id, self._noise_seed))
         counts = {privacy_units.ROWS_BEFORE: table.num_rows}
         if rejected is not None:
-            counts["rejected_" + privacy_units.MISSING_UNIT_REASON] = rejected.num_rows
+            counts[rejected_key(privacy_units.MISSING_UNIT_REASON)] = rejected.num_rows
             yield beam.pvalue.TaggedOutput(REJECTED_TAG, rejected)
         yield beam.pvalue.TaggedOutput(DIAGNOSTICS_TAG, counts)
         for row, priority in zip(kept.to_pylist(), priorities.tolist()):
@@ -48,7 +49,7 @@ def _kept_row(unit_and_best: tuple[Any, tuple[int, dict]]) -> dict:
 
 
 def _kept_count(table: pa.Table) -> dict[str, int]:
-    return {"unit_rows_kept": table.num_rows}
+    return {privacy_units.ROWS_KEPT: table.num_rows}
 
 
 def _to_table(rows: list[dict], schema: Optional[pa.Schema]) -> pa.Table:

@@ -8,7 +8,7 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from dpsynth.grid import DEFAULT_MAX_ROWS
-from dpsynth.validation import InputSpec, validate_table
+from dpsynth.validation import InputSpec, validate_table, validation_counts
 
 REJECTED_TAG = "rejected"
 DIAGNOSTICS_TAG = "diagnostics"
@@ -45,8 +45,7 @@ class ValidateAndBoundFn(beam.DoFn):
         spec = InputSpec(self._columns[0], self._columns[1], self._dimension, tuple(labels), self._radius,
                          self._clip_mode, self._max_rows)
         result = validate_table(table, spec)
-        counts = {f"rejected_{reason}": n for reason, n in result.reason_counts.items()}
-        counts.update(rows_read=table.num_rows, rows_valid=len(result.valid), rows_clipped=result.clipped)
+        counts = validation_counts(result.reason_counts, table.num_rows, len(result.valid), result.clipped)
         for name, value in counts.items():
             self._inc(name, value)
         yield beam.pvalue.TaggedOutput(DIAGNOSTICS_TAG, counts)

@@ -23,6 +23,8 @@ import numpy as np
 import dp_accounting
 from dp_accounting.pld import pld_privacy_accountant
 
+from dpsynth.geometry import into_ball, onto_sphere
+
 VARIANCE_FLOOR = 1e-4
 
 
@@ -91,7 +93,7 @@ class ClassMeans:
         xs, ys = [], []
         for c, m in enumerate(per_class):
             x = self.means[c] + rng.standard_normal((m, dim)) * np.sqrt(self.variances[c])
-            xs.append(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
+            xs.append(onto_sphere(x))
             ys.append(np.full(m, c))
         return np.concatenate(xs).astype(np.float32), self.classes[np.concatenate(ys)]
 
@@ -106,7 +108,7 @@ def fit_class_means(x: np.ndarray, labels: np.ndarray, classes: np.ndarray, epsi
     rng = rng if rng is not None else np.random.default_rng()
     classes = np.asarray(classes)
     x = np.asarray(x, dtype=np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # [n, d] on the unit sphere
+    x = onto_sphere(x)  # [n, d] on the unit sphere
     labels = np.asarray(labels)
     if not np.isin(labels, classes).all():
         raise ValueError("labels outside the public label set")
@@ -122,8 +124,7 @@ def fit_class_means(x: np.ndarray, labels: np.ndarray, classes: np.ndarray, epsi
     noisy_sums = sums + rng.normal(0.0, sigma, size=sums.shape)
     n_eff = np.maximum(noisy_counts, 1.0)[:, None]
     means = noisy_sums / n_eff
-    norms = np.linalg.norm(means, axis=1, keepdims=True)
-    means = means / np.maximum(norms, 1.0)                     # project into the unit ball
+    means = into_ball(means)
     # |mu|^2 without the noise's share d*sigma^2 of |noisy sum|^2.
     mu_sq = np.clip(((noisy_sums ** 2).sum(1) - dim * sigma ** 2) / n_eff[:, 0] ** 2, 0.0, 1.0)
     variances = np.maximum((1.0 - mu_sq) / dim, VARIANCE_FLOOR / dim)

@@ -17,10 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+from dpsynth.geometry import onto_sphere
 
 
 @dataclass(frozen=True)
@@ -31,7 +28,7 @@ class PublicProjection:
 
     @classmethod
     def fit(cls, public_rows: np.ndarray, dim: int, whiten: bool = True) -> "PublicProjection":
-        x = l2_normalize(public_rows)
+        x = onto_sphere(np.asarray(public_rows, dtype=np.float64))
         if not 1 <= dim <= min(x.shape):
             raise ValueError(f"projection dimension {dim} must be in [1, {min(x.shape)}]")
         mean = x.mean(axis=0)
@@ -49,6 +46,7 @@ class PublicProjection:
         return cls(mean, vt[:dim].T, scale)
 
     def __call__(self, x: np.ndarray, batch: int = 20_000) -> np.ndarray:
-        out = [l2_normalize(((l2_normalize(x[i:i + batch]) - self.mean) @ self.components) / self.scale)
+        out = [onto_sphere(((onto_sphere(np.asarray(x[i:i + batch], dtype=np.float64)) - self.mean)
+                            @ self.components) / self.scale)
                for i in range(0, len(x), batch)]
         return np.concatenate(out).astype(np.float32)
