@@ -6,11 +6,12 @@ Usage:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import sys
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -140,11 +141,7 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
     plan = plan_releases(config, dimension, discover_labels=config.labels is None)
     if diagnostics_output:
         private.check_location(diagnostics_output, output_dir, (), overwrite)
-    staging = StagedOutput(output_dir, overwrite)
-    rejected = None
-    scratch = private.PrivateScratch(diagnostics_output, output_dir)
-    try:
-        rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+    with _job_outputs(output_dir, rejected_output, overwrite, diagnostics_output) as (staging, rejected, scratch):
         paths = JobPaths(synthetic_prefix=staging.path(SYNTHETIC_PREFIX), gmm_json=staging.path("gmm.json"),
                          diagnostics_json=scratch.path,
                          rejected_prefix=rejected.path("rejected") if rejected else None)
@@ -158,11 +155,6 @@ def run_synthesis_job(read_tables: Callable[[beam.Pipeline], beam.PCollection], 
         result = pipeline.run()
         result.wait_until_finish()
         return _finalize(staging, rejected, plan.ledger, config, scratch, diagnostics_output)
-    finally:
-        scratch.close()
-        staging.abort()
-        if rejected is not None:
-            rejected.abort()
 
 
 def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, output_dir: str, *,
@@ -172,11 +164,7 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
     columns = [embedding_column, label_column]
     if config.privacy_unit_column:  # user-level privacy: the reference bounds units itself
         columns.append(config.privacy_unit_column)
-    staging = StagedOutput(output_dir, overwrite)  # before any work: an existing output stops the run now
-    rejected = None
-    scratch = private.PrivateScratch(diagnostics_output, output_dir)
-    try:
-        rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+    with _job_outputs(output_dir, rejected_output, overwrite, diagnostics_output) as (staging, rejected, scratch):
         tables = []
         for path in input_info.files:
             with FileSystems.open(path) as handle:
@@ -200,6 +188,23 @@ def run_local_job(input_info: inputs.ParquetInput, config: SynthesisConfig, outp
             _write_local_rejected(used, result, config, input_info, embedding_column, label_column,
                                   rejected.path("rejected-00000-of-00001.parquet"))
         return _finalize(staging, rejected, result.ledger, config, scratch, diagnostics_output)
+
+
+@contextlib.contextmanager
+def _job_outputs(output_dir: str, rejected_output: Optional[str], overwrite: bool,
+                 diagnostics_output: Optional[str]
+                 ) -> Iterator[tuple[StagedOutput, Optional[StagedOutput], private.PrivateScratch]]:
+    """The release, the rejected rows and the private scratch, all staged; on the way out whatever
+    was not published is removed, so a failure or a signal leaves no debris.
+
+    The release's staging comes first: an existing output stops the run before any work.
+    """
+    staging = StagedOutput(output_dir, overwrite)
+    rejected = None
+    scratch = private.PrivateScratch(diagnostics_output, output_dir)
+    try:
+        rejected = StagedOutput(rejected_output, overwrite) if rejected_output else None
+        yield staging, rejected, scratch
     finally:
         scratch.close()
         staging.abort()
