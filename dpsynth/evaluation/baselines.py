@@ -54,8 +54,8 @@ def _event(noise_multiplier: float) -> dp_accounting.DpEvent:
 
 
 def _accountant() -> pld_privacy_accountant.PLDAccountant:
-    # A coarser grid than the default 1e-4 is 10x faster; PLD discretisation
-    # stays pessimistic, so the reported epsilon is still an upper bound.
+    # Coarser than the default 1e-4, for speed: PLD discretisation stays
+    # pessimistic, so the reported epsilon is still an upper bound.
     return pld_privacy_accountant.PLDAccountant(value_discretization_interval=1e-3)
 
 
