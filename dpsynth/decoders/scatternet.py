@@ -34,6 +34,7 @@ from typing import Optional
 import numpy as np
 
 from dpsynth.decoders.base import DECODERS, Decoder, DecoderSpec, to_uint8
+from dpsynth.geometry import onto_sphere
 
 SIZE = 28
 J = 2
@@ -125,8 +126,7 @@ class ScatterNetInversion(Decoder):
         if e.ndim != 2 or e.shape[1] != DIMENSION:
             raise ValueError(f"expected embeddings [b, {DIMENSION}], got {e.shape}")
         e = np.nan_to_num(e, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float64)
-        norms = np.linalg.norm(e, axis=1, keepdims=True)
-        return np.where(norms > 0, e / np.maximum(norms, 1e-300) * self.scale, 0.0).astype(np.float32)
+        return (onto_sphere(e, floor=1e-300) * self.scale).astype(np.float32)
 
     def invert(self, embeddings: np.ndarray) -> np.ndarray:
         """Float images [b, 28, 28] in [0, 1] (before stretching); works inside no_grad callers too."""
