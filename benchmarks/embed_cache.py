@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -55,6 +56,14 @@ def _batched(fn, items, batch: int, label: str) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def _save_fmnist(name: str, data: dict, embed: Callable[[list, str], np.ndarray]) -> None:
+    """Fashion-MNIST's train rows, and its test rows split in half: public (first 5,000) and evaluation."""
+    train, test = embed(data["train"].records, "train"), embed(data["test"].records, "test")
+    y = data["test"].labels
+    _save(name, train_x=train, train_y=data["train"].labels,
+          public_x=test[:5000], public_y=y[:5000], eval_x=test[5000:], eval_y=y[5000:])
+
+
 def embed_fmnist_scatternet() -> None:
     import torch
     from kymatio.scattering2d.frontend.torch_frontend import ScatteringTorch2D
@@ -68,11 +77,7 @@ def embed_fmnist_scatternet() -> None:
         with torch.inference_mode():
             return scattering(x).reshape(len(images), -1).numpy()  # [b, 81*7*7 = 3969]
 
-    train = _batched(fn, data["train"].records, 1000, "scatternet train")
-    test = _batched(fn, data["test"].records, 1000, "scatternet test")
-    y = data["test"].labels
-    _save("fmnist-scatternet", train_x=train, train_y=data["train"].labels,
-          public_x=test[:5000], public_y=y[:5000], eval_x=test[5000:], eval_y=y[5000:])
+    _save_fmnist("fmnist-scatternet", data, lambda records, tag: _batched(fn, records, 1000, f"scatternet {tag}"))
 
 
 def embed_fmnist_effnet() -> None:
@@ -96,11 +101,7 @@ def embed_fmnist_effnet() -> None:
         with torch.inference_mode():
             return model.extract_features(x).mean((2, 3)).numpy()  # [b, 1280]
 
-    train = _batched(fn, data["train"].records, 128, "effnet train")
-    test = _batched(fn, data["test"].records, 128, "effnet test")
-    y = data["test"].labels
-    _save("fmnist-effnet", train_x=train, train_y=data["train"].labels,
-          public_x=test[:5000], public_y=y[:5000], eval_x=test[5000:], eval_y=y[5000:])
+    _save_fmnist("fmnist-effnet", data, lambda records, tag: _batched(fn, records, 128, f"effnet {tag}"))
 
 
 def embed_spam_minilm() -> None:

@@ -9,7 +9,7 @@ import csv
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -43,6 +43,25 @@ def _fmt(values: list[float]) -> str:
     return f"{v.mean():.1f} ± {v.std():.1f}" + ("" if len(v) >= 3 else f" (n={len(v)})")
 
 
+def method_rows(cells: dict, dataset: str, epsilons: Sequence[float], order: Sequence[str]
+                ) -> Iterator[tuple[str, list[str], list[list[str]]]]:
+    """(method, one formatted cell per epsilon, CSV rows) for each method run on the dataset, in order.
+
+    The non-private ceiling has no epsilon: its one value fills every column.
+    """
+    for m in order:
+        if not any(k[0] == dataset and k[1] == m for k in cells):
+            continue
+        if m == "nonprivate":
+            vals = cells.get((dataset, m, None), [])
+            yield m, [_fmt(vals) for _ in epsilons], [
+                [dataset, m, "inf", f"{np.mean(vals):.4f}", f"{np.std(vals):.4f}", str(len(vals))]]
+            continue
+        rows = [[dataset, m, f"{e:g}", f"{np.mean(v):.4f}", f"{np.std(v):.4f}", str(len(v))]
+                for e in epsilons if (v := cells.get((dataset, m, e), []))]
+        yield m, [_fmt(cells.get((dataset, m, e), [])) for e in epsilons], rows
+
+
 def tables(cells: dict) -> tuple[str, list[list[str]]]:
     datasets = sorted({k[0] for k in cells}, key=lambda d: ("fmnist-scatternet", "fmnist-effnet", "spam-minilm").index(d)
                       if d in ("fmnist-scatternet", "fmnist-effnet", "spam-minilm") else 9)
@@ -51,19 +70,9 @@ def tables(cells: dict) -> tuple[str, list[list[str]]]:
     for d in datasets:
         md += [f"### {d}", "", "| method | " + " | ".join(f"ε={e:g}" for e in epsilons) + " |",
                "|---|" + "---|" * len(epsilons)]
-        for m in ORDER:
-            if not any(k[0] == d and k[1] == m for k in cells):
-                continue
-            if m == "nonprivate":
-                vals = cells.get((d, m, None), [])
-                md.append(f"| {LABELS[m]} | " + " | ".join(_fmt(vals) for _ in epsilons) + " |")
-                rows.append([d, m, "inf", f"{np.mean(vals):.4f}", f"{np.std(vals):.4f}", str(len(vals))])
-                continue
-            md.append(f"| {LABELS[m]} | " + " | ".join(_fmt(cells.get((d, m, e), [])) for e in epsilons) + " |")
-            for e in epsilons:
-                vals = cells.get((d, m, e), [])
-                if vals:
-                    rows.append([d, m, f"{e:g}", f"{np.mean(vals):.4f}", f"{np.std(vals):.4f}", str(len(vals))])
+        for m, formatted, csv_rows in method_rows(cells, d, epsilons, ORDER):
+            md.append(f"| {LABELS[m]} | " + " | ".join(formatted) + " |")
+            rows += csv_rows
         md.append("")
     md.append("Accuracy (%) on the held-out evaluation rows, mean ± std over repetitions; delta = 1e-5.")
     return "\n".join(md) + "\n", rows

@@ -45,20 +45,9 @@ def tables(cells: dict) -> tuple[str, list[list[str]]]:
           "|---|---|" + "---|" * len(epsilons)]
     rows = [["dataset", "method", "epsilon", "mean_accuracy", "std_accuracy", "repetitions"]]
     for d in datasets:
-        for m in ORDER:
-            if not any(k[0] == d and k[1] == m for k in cells):
-                continue
-            if m == "nonprivate":
-                vals = cells.get((d, m, None), [])
-                md.append(f"| {d} ({DIMS[d]}) | {LABELS[m]} | " + " | ".join(_fmt(vals) for _ in epsilons) + " |")
-                rows.append([d, m, "inf", f"{np.mean(vals):.4f}", f"{np.std(vals):.4f}", str(len(vals))])
-                continue
-            md.append(f"| {d} ({DIMS[d]}) | {LABELS[m]} | "
-                      + " | ".join(_fmt(cells.get((d, m, e), [])) for e in epsilons) + " |")
-            for e in epsilons:
-                vals = cells.get((d, m, e), [])
-                if vals:
-                    rows.append([d, m, f"{e:g}", f"{np.mean(vals):.4f}", f"{np.std(vals):.4f}", str(len(vals))])
+        for m, formatted, csv_rows in summarize.method_rows(cells, d, epsilons, ORDER):
+            md.append(f"| {d} ({DIMS[d]}) | {LABELS[m]} | " + " | ".join(formatted) + " |")
+            rows += csv_rows
     md += ["", "Accuracy (%) of the fixed MLP (DP-SGD: its own model) on the held-out evaluation rows, "
            "mean ± std over repetitions (n = repetitions where fewer than 3); delta = 1e-5; the non-private "
            "ceiling does not depend on epsilon."]
