@@ -262,7 +262,10 @@ def test_malformed_rows_are_counted_dead_letters(runner, tmp_path, capsys):
     # The class with no rows still got its (noisy) release and is reported, not dropped.
     gmm = json.loads((tmp_path / "out" / "gmm.json").read_text())
     assert [c["label"] for c in gmm["classes"]] == [0, 1, 2]
-    assert "| 2 |" in report and "no synthetic rows" in report
+    # Its noisy counts clear the keep threshold now and then (DP gives an empty class no guarantee of
+    # zero rows), so the report must say what gmm.json holds, either way.
+    row = next(line for line in report.splitlines() if line.startswith("| 2 |"))
+    assert ("no synthetic rows" in row) == (gmm["classes"][2]["num_components"] == 0), row
 
 
 def test_schema_drift_also_stops_a_beam_run_on_the_driver(files, tmp_path, capsys):
