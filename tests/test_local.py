@@ -45,7 +45,8 @@ def test_a_class_too_small_to_fit_gets_no_rows():
     y = y.copy()
     y[:3] = 7  # a class of three rows
     y[3:][y[3:] == 7] = 0
-    result = synthesize_arrays(X, y, SynthesisConfig(epsilon=1.0, delta=1e-5, labels=(0, 1, 7)))
+    # A fixed noise seed: with fresh noise a 3-row class clears the keep threshold now and then.
+    result = synthesize_arrays(X, y, SynthesisConfig(epsilon=1.0, delta=1e-5, labels=(0, 1, 7), noise_seed=0))
     small = result.mixture.classes[2]
     # Either the class pass or the final round finds it below the noise; both say why.
     assert small.num_components == 0 and small.note
