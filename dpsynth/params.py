@@ -18,7 +18,7 @@ CLIP_MODES = ("normalize", "clip")
 COVARIANCES = ("auto", "spherical", "diagonal", "full")
 # A full covariance releases d (d + 1) / 2 values per class and holds a d x d
 # matrix per class on every worker; above this d it is refused, and "auto"
-# falls back to spherical.
+# falls back to diagonal.
 MAX_FULL_COVARIANCE_DIMENSION = 1024
 # "auto" also bounds the matrices held in all (classes x d (d + 1) / 2 values,
 # 2^25 = 256 MB of float64): every worker sums them per bundle and the fit
@@ -158,8 +158,12 @@ class SynthesisConfig:
         """This config with "auto" resolved for embeddings of this (public) dimension.
 
         Full when the dimension and the matrices' total size allow it (see
-        MAX_AUTO_FULL_COVARIANCE_VALUES), else spherical. Only public facts
-        decide: d and the public label set's size.
+        MAX_AUTO_FULL_COVARIANCE_VALUES), else diagonal: one variance per
+        coordinate and component costs one more d-vector release, and encoders'
+        coordinates differ in scale by orders of magnitude, which a spherical
+        model misstates and a downstream model that standardises its inputs
+        then misreads (BENCHMARKS.md, "Default path"). Only public facts decide:
+        d and the public label set's size.
         """
         if self.covariance != "auto":
             return self
@@ -169,7 +173,7 @@ class SynthesisConfig:
         else:
             full = (dimension <= MAX_FULL_COVARIANCE_DIMENSION
                     and len(self.labels) * packed <= MAX_AUTO_FULL_COVARIANCE_VALUES)
-        return self.replace(covariance="full" if full else "spherical")
+        return self.replace(covariance="full" if full else "diagonal")
 
     def replace(self, **changes: Any) -> "SynthesisConfig":
         return dataclasses.replace(self, **changes)
