@@ -296,6 +296,17 @@ def _kind_audits(epsilon: float = 8.0) -> list[tuple[str, ReleaseKindAudit]]:
 KIND_AUDITS = _kind_audits()
 
 
+def test_label_audit_count_follows_the_threshold_and_keeps_the_event_above_delta():
+    # Deterministic: the count is picked from the plan's public threshold and sigma alone.
+    from dpsynth.auditing import label_audit_count
+
+    base = label_audit_count(14.1, 2.76, 66_667, KIND_ALPHA, AUDIT_DELTA)
+    assert all(label_audit_count(14.1 + shift, 2.76, 66_667, KIND_ALPHA, AUDIT_DELTA) == base + shift
+               for shift in (1, 5, 40))
+    # D' (base + 1 records) must clear the threshold with probability well above delta.
+    assert stats.norm.sf((14.1 - base - 1) / 2.76) > 2 * AUDIT_DELTA
+
+
 def test_black_box_audits_cover_every_release_kind():
     kinds = {a.mechanism for _, a in KIND_AUDITS}
     assert {"label_selection", "class_count", "class_sum", "seed_count", "seed_sum", "lloyd_count", "lloyd_sum",
