@@ -26,8 +26,10 @@ from dpsynth import finite, gmm, norms
 from dpsynth.calibration import ReleasePlan
 from dpsynth.noise import NoiseSource, release_gaussian
 from dpsynth.params import SynthesisConfig
-from dpsynth.passes import FIRST_ROUND_INDEX, PassKind, PassSpec, SecondMomentRelease, pass_kinds
-from dpsynth.private_stats import NearestCentre, Partitioner, Stats, WholeClass, partial_stats, scale_packed
+from dpsynth.passes import (FIRST_ROUND_INDEX, POOLED_KEY, PassKind, PassSpec, ScatterRelease, SecondMomentRelease,
+                            pass_kinds)
+from dpsynth.private_stats import (NearestCentre, Partitioner, Stats, WholeClass, centred_scatter, packed_size,
+                                   partial_stats, scale_packed)
 from dpsynth.released import (ClassSummary, ReleasedStats, class_summaries, min_rows_to_keep, require_released,
                               seed_centres, seed_partitioners, signal_to_noise_for, update_centres)
 from dpsynth.validation import ValidBatch
@@ -90,9 +92,23 @@ def initial_state(labels: tuple[Any, ...], plan: ReleasePlan) -> RunState:
 
 
 def batch_stats(batch: ValidBatch, spec: PassSpec) -> dict[int, Stats]:
-    """PRIVATE: one batch's exact per-class stats for this pass (Beam's workers and the local job)."""
+    """PRIVATE: one batch's exact per-class stats for this pass (Beam's workers and the local job).
+
+    A pass with a pooled release adds it under POOLED_KEY: a Stats with no
+    count or sum, its second moment the batch's packed scatter.
+    """
     bins = batch.norm_bins if spec.norm_sigma is not None else None
-    return partial_stats(batch.class_ids, batch.embeddings, spec.partitioners, spec.second_moment, bins)
+    out = partial_stats(batch.class_ids, batch.embeddings, spec.partitioners, spec.second_moment, bins)
+    if spec.scatter is not None:
+        scatter = centred_scatter(batch.class_ids, batch.embeddings, spec.partitioners, spec.scatter.scale,
+                                  spec.scatter.row_grid)
+        out[POOLED_KEY] = Stats(np.zeros(1), np.zeros((1, 0)), scatter[None, :])
+    return out
+
+
+def release_keys(spec: PassSpec) -> list[int]:
+    """Every key a pass releases, rows or none: each class it partitions, and POOLED_KEY for a pooled release."""
+    return list(spec.partitioners) + ([POOLED_KEY] if spec.scatter is not None else [])
 
 
 def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, dimension: int,
@@ -101,6 +117,8 @@ def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, d
 
     The only function that turns exact Stats into ReleasedStats.
     """
+    if class_id == POOLED_KEY:
+        return _release_pooled_scatter(exact, spec, dimension, source)
     num_keys = spec.partitioners[class_id].num_keys
     if exact is None:
         exact = Stats.zeros(num_keys, dimension, spec.second_moment, spec.norm_sigma is not None)
@@ -120,22 +138,35 @@ def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, d
     return ReleasedStats(count, total, second, hist)
 
 
+def _release_pooled_scatter(exact: Optional[Stats], spec: PassSpec, dimension: int, source: NoiseSource
+                            ) -> ReleasedStats:
+    """The pooled scatter's release (part of the release step): packed as by pack_outer, noise once."""
+    assert spec.scatter is not None, f"{spec.name} releases no pooled scatter"
+    upper = np.zeros(packed_size(dimension)) if exact is None else exact.second[0]
+    noisy = release_gaussian(scale_packed(upper, dimension), spec.scatter.sigma, spec.scatter.grid, source,
+                             (spec.name, "pooled", "scatter"))
+    return ReleasedStats(np.zeros(1), np.zeros((1, 0)), noisy[None, :])
+
+
 def release_pass(exact: dict[int, Stats], spec: PassSpec, dimension: int, source: NoiseSource
                  ) -> dict[int, ReleasedStats]:
-    return {c: release_class_stats(c, exact.get(c), spec, dimension, source) for c in spec.partitioners}
+    return {c: release_class_stats(c, exact.get(c), spec, dimension, source) for c in release_keys(spec)}
 
 
-def _round_spec(index: int, centres: dict[int, np.ndarray], plan: ReleasePlan, config: SynthesisConfig
-                ) -> PassSpec:
+def _round_spec(index: int, centres: dict[int, np.ndarray], plan: ReleasePlan, config: SynthesisConfig,
+                summaries: dict[int, ClassSummary]) -> PassSpec:
     """The round at this index: a Lloyd round, or the final one, which also releases second moments if needed."""
     kind = pass_kinds(config.rounds)[index]
     noise = plan.round_passes[index - FIRST_ROUND_INDEX]
     partitioners = {c: NearestCentre(v) for c, v in centres.items()}
-    second = None
+    second = scatter = None
     if kind is PassKind.FINAL and plan.second_moment_sigma is not None:
-        second = SecondMomentRelease("diagonal" if plan.covariance == "diagonal" else "scalar",
+        second = SecondMomentRelease("diagonal" if plan.covariance in ("diagonal", "lowrank") else "scalar",
                                      plan.second_moment_sigma, plan.second_moment_grid)
-    return PassSpec(index, kind, partitioners, noise, second)
+    if kind is PassKind.FINAL and plan.scatter_sigma is not None:
+        scatter = ScatterRelease(gmm.scatter_scale(summaries, plan.radius), plan.scatter_sigma, plan.scatter_grid,
+                                 plan.scatter_row_grid)
+    return PassSpec(index, kind, partitioners, noise, second, scatter=scatter)
 
 
 def _whole_class_history(state: RunState, released: dict[int, ReleasedStats], spec: PassSpec
@@ -208,7 +239,8 @@ def _after_seed_pass(state: RunState, spec: PassSpec, released: dict[int, Releas
                      config: SynthesisConfig) -> RunState:
     """The first centres: weighted k-means on each class's released buckets."""
     centres = seed_centres(released, state.summaries, plan.radius, plan.seed_pass.count_sigma)
-    return dataclasses.replace(state, next_pass=_round_spec(spec.index + 1, centres, plan, config))
+    return dataclasses.replace(state, next_pass=_round_spec(spec.index + 1, centres, plan, config,
+                                                            state.summaries))
 
 
 def _after_lloyd_round(state: RunState, spec: PassSpec, released: dict[int, ReleasedStats], plan: ReleasePlan,
@@ -219,13 +251,17 @@ def _after_lloyd_round(state: RunState, spec: PassSpec, released: dict[int, Rele
     for c in spec.partitioners:
         if c not in centres:
             notes[c] = f"every cluster fell below the noise in {spec.name}"
-    return dataclasses.replace(state, notes=notes, next_pass=_round_spec(spec.index + 1, centres, plan, config))
+    return dataclasses.replace(state, notes=notes, next_pass=_round_spec(spec.index + 1, centres, plan, config,
+                                                                         state.summaries))
 
 
 def _after_final_pass(state: RunState, spec: PassSpec, released: dict[int, ReleasedStats], plan: ReleasePlan,
                       config: SynthesisConfig) -> RunState:
     """The mixture: the final release, with every pass's release of a class that no pass split."""
     final = dict(released)
+    pooled = final.pop(POOLED_KEY, None)
+    scatter = None if pooled is None else gmm.PooledScatterRelease(pooled.second[0], spec.scatter.scale,
+                                                             spec.scatter.sigma)
     sigmas = {}
     for class_id, releases in state.whole_class.items():
         if len(releases) > 1:  # kept whole by every pass: all of them estimate the same aggregates
@@ -239,7 +275,8 @@ def _after_final_pass(state: RunState, spec: PassSpec, released: dict[int, Relea
                                                None if summary is None else summary.noisy_count,
                                                state.notes.get(class_id, ""), state.class_covariance.get(class_id)))
     mixture = gmm.fit_releases(class_releases, dimension=plan.dimension, radius=plan.radius,
-                               clip_mode=config.clip_mode, covariance=plan.covariance, private=config.is_private)
+                               clip_mode=config.clip_mode, covariance=plan.covariance, private=config.is_private,
+                               scatter=scatter)
     if plan.norm_sigma is not None:
         mixture = dataclasses.replace(mixture, norms=norms.fit_norm_model(state.norm_histograms, state.num_classes,
                                                                           plan.norm_sigma))

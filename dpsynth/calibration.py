@@ -24,7 +24,9 @@ from dpsynth.accounting import Mechanism, PrivacyLedger, composed_epsilon
 from dpsynth.errors import OptionError, PrivacyBudgetError
 from dpsynth.noise import effective_sensitivity, grid_for
 from dpsynth.norms import NUM_BINS as NORM_BINS
-from dpsynth.params import MAX_DIMENSION, MAX_FULL_COVARIANCE_DIMENSION, SynthesisConfig
+from dpsynth.grid import row_grid
+from dpsynth.params import (MAX_AUTO_FULL_COVARIANCE_VALUES, MAX_DIMENSION, MAX_FULL_COVARIANCE_DIMENSION,
+                            SynthesisConfig)
 from dpsynth.passes import PassKind, mechanism_name
 from dpsynth.private_stats import packed_size
 
@@ -54,7 +56,9 @@ class BudgetWeights:
     round's sums: its noise is shrunk away in the fit (gmm.shrink_covariance),
     so a weak release costs accuracy only through the budget it takes.
     The row-norm histogram only has to place each class's bulk of norms on
-    a half-octave grid, so it gets a count-sized share.
+    a half-octave grid, so it gets a count-sized share. The pooled scatter
+    of a low-rank covariance is weighted like a class matrix: only its
+    directions above the noise are kept (gmm.fit_lowrank).
     """
 
     labels: float = 0.25
@@ -65,6 +69,7 @@ class BudgetWeights:
     second_moment: float = 0.5
     class_covariance: float = 1.0
     norm_histogram: float = 0.25
+    within_scatter: float = 1.0
     class_count_fraction: float = 0.5
 
     @staticmethod
@@ -98,6 +103,9 @@ class ReleasePlan:
     class_covariance_sigma: Optional[float]  # None unless covariance is "full"
     class_covariance_grid: Optional[float]
     norm_sigma: Optional[float]  # None unless the class pass releases row-norm histograms
+    scatter_sigma: Optional[float]  # None unless covariance is "lowrank" (the final pass's pooled scatter)
+    scatter_grid: Optional[float]
+    scatter_row_grid: Optional[float]
     label_sigma: Optional[float]  # None when labels are public
     label_threshold: Optional[float]
     ledger: PrivacyLedger
@@ -113,12 +121,18 @@ def needs_second_moment(config: SynthesisConfig) -> bool:
     Normalised rows have ||x|| = R, so spherical variances need no extra
     release; a full covariance takes its scale from the class pass's matrix.
     """
-    return config.covariance == "diagonal" or (config.clip_mode == "clip" and config.covariance != "full")
+    return (config.covariance in ("diagonal", "lowrank")
+            or (config.clip_mode == "clip" and config.covariance != "full"))
 
 
 def needs_class_covariance(config: SynthesisConfig) -> bool:
     """Whether the class pass also releases each class's second-moment matrix."""
     return config.covariance == "full"
+
+
+def needs_pooled_scatter(config: SynthesisConfig) -> bool:
+    """Whether the final pass also releases one pooled within-component scatter matrix (lowrank)."""
+    return config.covariance == "lowrank"
 
 
 def needs_norm_histogram(config: SynthesisConfig) -> bool:
@@ -133,7 +147,7 @@ def _build(config: SynthesisConfig, dimension: int, discover_labels: bool, z_bas
     fraction = BudgetWeights.count_fraction(dimension)
     count_sens = effective_sensitivity(1.0, 1)
     sum_sens = effective_sensitivity(radius, dimension)
-    moment_coords = dimension if config.covariance == "diagonal" else 1
+    moment_coords = dimension if config.covariance in ("diagonal", "lowrank") else 1
     moment_sens = effective_sensitivity(radius**2, moment_coords)
 
     def pass_noise(weight: float, count_fraction: float = fraction) -> PassNoise:
@@ -179,11 +193,21 @@ def _build(config: SynthesisConfig, dimension: int, discover_labels: bool, z_bas
         covariance_grid = grid_for(radius**2)
         mechanisms.append(Mechanism(mechanism_name(PassKind.CLASS, "second"), "gaussian", covariance_sens,
                                     covariance_sigma, 1))
+    scatter_sigma = scatter_grid = scatter_row_grid = None
+    if needs_pooled_scatter(config):
+        # Rows centred, scaled by a public scale and clipped into the unit ball: sensitivity 1.
+        scatter_sens = effective_sensitivity(1.0, packed_size(dimension))
+        scatter_sigma = z_base / math.sqrt(weights.within_scatter) * scatter_sens
+        scatter_grid = grid_for(1.0)
+        scatter_row_grid = row_grid(1.0, config.max_rows)
+        mechanisms.append(Mechanism(mechanism_name(PassKind.FINAL, "scatter"), "gaussian", scatter_sens,
+                                    scatter_sigma, 1))
     norm_sigma = None
     if needs_norm_histogram(config):
         norm_sens = effective_sensitivity(1.0, NORM_BINS)  # one record: +1 in one bin of one class
         norm_sigma = z_base / math.sqrt(weights.norm_histogram) * norm_sens
         mechanisms.append(Mechanism(mechanism_name(PassKind.CLASS, "norms"), "gaussian", norm_sens, norm_sigma, 1))
+    parts.update(scatter_sigma=scatter_sigma, scatter_grid=scatter_grid, scatter_row_grid=scatter_row_grid)
     parts.update(norm_sigma=norm_sigma, class_pass=class_pass, seed_pass=seed_pass, round_passes=round_passes,
                  second_moment_sigma=moment_sigma, second_moment_grid=moment_grid,
                  class_covariance_sigma=covariance_sigma, class_covariance_grid=covariance_grid)
@@ -212,6 +236,10 @@ def plan_releases(config: SynthesisConfig, dimension: int, discover_labels: bool
                           "d = {dimension}: project the embeddings to fewer dimensions first ({project_dim}) or "
                           "use {covariance}=diagonal", ["covariance", "project_dim"],
                           limit=MAX_FULL_COVARIANCE_DIMENSION, dimension=dimension)
+    if needs_pooled_scatter(config) and packed_size(dimension) > MAX_AUTO_FULL_COVARIANCE_VALUES:
+        raise OptionError("{covariance}=lowrank releases one d x d matrix and needs d (d + 1) / 2 <= 2^25, got "
+                          "d = {dimension}: project the embeddings to fewer dimensions first ({project_dim}) or "
+                          "use {covariance}=diagonal", ["covariance", "project_dim"], dimension=dimension)
     threshold_share = LABEL_DISCOVERY_DELTA_SHARE if discover_labels else 0.0
     gaussian_delta = config.delta * (1 - threshold_share)
     # Mechanisms at z_base = 1 tell how the weights add up.

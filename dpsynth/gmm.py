@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
+import scipy.linalg
 
 from dpsynth.geometry import into_ball, onto_sphere
 from dpsynth.norms import NormModel
@@ -25,6 +27,13 @@ DIAGONAL_FLOOR_FRACTION = 0.05
 SHAPE_FLOOR_FRACTION = 0.05
 # Rows per sampling shard: bounds a worker's memory whatever num_samples is.
 SAMPLE_CHUNK_ROWS = 65536
+# Low rank: the pooled scatter's rows are clipped at this many RMS class spreads (a centred row
+# beyond it is rare, and a larger scale adds noise in proportion to its square).
+SCATTER_CLIP_SPREADS = 1.5
+# At most this many directions; one is kept only when its eigenvalue clears the noise's
+# spectral edge by this factor.
+MAX_LOW_RANK = 64
+LOW_RANK_EDGE_MARGIN = 1.1
 
 
 @dataclasses.dataclass
@@ -70,6 +79,37 @@ class ClassMixture:
         return vectors * np.sqrt(np.maximum(eigenvalues, 0.0))
 
 
+@dataclasses.dataclass(frozen=True)
+class LowRank:
+    """The directions shared by every component of a "lowrank" mixture, from the pooled scatter.
+
+    Component j of class c has covariance V^T diag(variances) V + diag(its
+    residual variances): the residuals are what the released per-coordinate
+    variances leave after the shared directions.
+    """
+
+    vectors: np.ndarray  # [q, d], orthonormal rows
+    variances: np.ndarray  # [q], each direction's variance, debiased for the noise
+    scale: float  # the public scale the rows were clipped at
+    noise_edge: float  # the noise's spectral edge in covariance units: a direction must clear it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rank": len(self.variances), "variances": self.variances.tolist(),
+                "vectors": self.vectors.tolist(), "scale": self.scale, "noise_edge": self.noise_edge}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], dimension: int) -> "LowRank":
+        q = int(data["rank"])
+        return cls(np.asarray(data["vectors"], dtype=np.float64).reshape(q, dimension),
+                   np.asarray(data["variances"], dtype=np.float64).reshape(q), float(data["scale"]),
+                   float(data["noise_edge"]))
+
+    @property
+    def diagonal(self) -> np.ndarray:
+        """Each coordinate's variance along the shared directions, [d]."""
+        return self.variances @ self.vectors**2
+
+
 @dataclasses.dataclass
 class ReleasedMixture:
     """Per-class mixtures plus the public facts needed to sample from them."""
@@ -81,6 +121,7 @@ class ReleasedMixture:
     covariance: str
     private: bool
     norms: Optional[NormModel] = None  # None: every row keeps norm R (clip mode, row_norms "radius", all noise)
+    low_rank: Optional[LowRank] = None  # covariance "lowrank" only
 
     def to_json(self) -> dict[str, Any]:
         return {"private": self.private,
@@ -88,7 +129,8 @@ class ReleasedMixture:
                 "NOT PRIVATE: made with a test-only switch (fixed noise seed or noise disabled)",
                 "dimension": self.dimension, "radius": self.radius, "clip_mode": self.clip_mode,
                 "covariance": self.covariance, "classes": [c.to_json() for c in self.classes],
-                "row_norms": None if self.norms is None else self.norms.to_json()}
+                "row_norms": None if self.norms is None else self.norms.to_json(),
+                "low_rank": None if self.low_rank is None else self.low_rank.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ReleasedMixture":
@@ -105,9 +147,10 @@ class ReleasedMixture:
                                         c.get("note", ""),
                                         None if shape is None else np.asarray(shape, dtype=np.float64).reshape(d, d),
                                         c.get("shrinkage")))
-        row_norms = data.get("row_norms")
+        row_norms, low_rank = data.get("row_norms"), data.get("low_rank")
         return cls(classes, d, float(data["radius"]), data["clip_mode"], data["covariance"],
-                   bool(data["private"]), None if row_norms is None else NormModel.from_json(row_norms))
+                   bool(data["private"]), None if row_norms is None else NormModel.from_json(row_norms),
+                   None if low_rank is None else LowRank.from_json(low_rank, d))
 
     # -- sampling --------------------------------------------------------------
 
@@ -140,6 +183,9 @@ class ReleasedMixture:
         if factor is not None:
             noise = noise @ factor.T
         X = mixture.means[component] + std * noise
+        if self.low_rank is not None:
+            shared = rng.standard_normal((num_rows, len(self.low_rank.variances)))
+            X += (shared * np.sqrt(self.low_rank.variances)) @ self.low_rank.vectors
         if self.clip_mode == "normalize":  # any draw off the origin has a direction, however short
             X = onto_sphere(X, self.radius, floor=1e-300)
             if self.norms is not None:  # the direction at the released typical norm
@@ -224,6 +270,7 @@ class FitContext:
     dimension: int
     radius: float
     clip_mode: str
+    low_rank: Optional[LowRank] = None  # "lowrank": the shared directions, fitted first
 
     @property
     def variance_floor(self) -> float:
@@ -283,6 +330,21 @@ def fit_spherical(classes: list[Components], context: FitContext) -> list[Covari
     return [Covariances(spherical_variances(c, context)) for c in classes]
 
 
+def fit_lowrank(classes: list[Components], context: FitContext) -> list[Covariances]:
+    """The diagonal fit, less each coordinate's variance along the shared directions (context.low_rank).
+
+    So every component keeps its released per-coordinate variances in
+    total, and the shared directions add the correlations the diagonal
+    model lacks. Residuals are floored as the diagonal fit floors its variances.
+    """
+    shared = 0.0 if context.low_rank is None else context.low_rank.diagonal
+    out = []
+    for c, diagonal in zip(classes, fit_diagonal(classes, context)):
+        spherical = spherical_variances(c, context)
+        out.append(Covariances(np.maximum(diagonal.variances - shared, DIAGONAL_FLOOR_FRACTION * spherical[:, None])))
+    return out
+
+
 def fit_diagonal(classes: list[Components], context: FitContext) -> list[Covariances]:
     """One variance per component and coordinate, from the released per-coordinate second moments.
 
@@ -325,27 +387,85 @@ def fit_full(classes: list[Components], context: FitContext) -> list[Covariances
 CovarianceFit = Callable[[list[Components], FitContext], list[Covariances]]
 # One fit per covariance model (the plan's resolved name); each returns one Covariances per class given.
 COVARIANCE_FITS: dict[str, CovarianceFit] = {"spherical": fit_spherical, "diagonal": fit_diagonal,
-                                             "full": fit_full}
+                                             "lowrank": fit_lowrank, "full": fit_full}
 
 
 def variances_shape(covariance: str, num_components: int, dimension: int) -> tuple[int, ...]:
-    return (num_components, dimension) if covariance == "diagonal" else (num_components,)
+    return (num_components, dimension) if covariance in ("diagonal", "lowrank") else (num_components,)
+
+
+@dataclasses.dataclass(frozen=True)
+class PooledScatterRelease:
+    """The final pass's release of the pooled within-component scatter (covariance "lowrank")."""
+
+    packed: np.ndarray  # [d (d + 1) / 2]: sum of u u^T, u = (row - its centre) / scale in the unit ball
+    scale: float
+    sigma: float  # noise on each packed coordinate
+
+
+def scatter_scale(summaries: dict[int, Any], radius: float) -> float:
+    """The public scale the pooled scatter clips centred rows at, from the class pass's release.
+
+    SCATTER_CLIP_SPREADS times the count-weighted RMS of the released class
+    spreads (a class's RMS distance to its mean bounds its rows' distance to
+    their nearest centre), within [0.05 R, 2 R]: a row and its centre both lie in the R-ball.
+    """
+    fitted = [s for s in summaries.values() if s.num_clusters > 0 and s.noisy_count > 0]
+    if not fitted:
+        return 2.0 * radius
+    weights = np.array([s.noisy_count for s in fitted])
+    spread = math.sqrt(float(np.sum(weights * np.array([s.spread for s in fitted]) ** 2) / weights.sum()))
+    return float(min(2.0 * radius, max(0.05 * radius, SCATTER_CLIP_SPREADS * spread)))
+
+
+def fit_low_rank(scatter: PooledScatterRelease, noisy_rows: float, dimension: int) -> LowRank:
+    """The shared directions: the pooled scatter's top eigenvectors that clear its noise.
+
+    The released matrix is W + E with E symmetric Gaussian (off-diagonal
+    variance sigma^2 / 2 in packed units), whose spectrum ends at 2 nu with
+    nu^2 = d sigma^2 / 2 (in covariance units, times (scale^2 / n)^2). A
+    direction of variance theta > nu shows as an eigenvalue
+    l = theta + nu^2 / theta, with its eigenvector's squared overlap with the
+    true one 1 - nu^2 / theta^2 (the spiked Wigner model). Only eigenvalues
+    above LOW_RANK_EDGE_MARGIN times the edge are kept, each at theta times
+    its overlap: the variance the noisy direction really carries. Pure
+    post-processing of released values (noisy_rows: the final pass's
+    released counts, summed).
+    """
+    unit = scatter.scale**2 / max(noisy_rows, 1.0)
+    matrix = unpack_symmetric(scatter.packed, dimension) * unit
+    nu = math.sqrt(dimension / 2.0) * scatter.sigma * unit
+    top = min(MAX_LOW_RANK, dimension)
+    eigenvalues, vectors = scipy.linalg.eigh(matrix, subset_by_index=[dimension - top, dimension - 1])
+    eigenvalues, vectors = eigenvalues[::-1], vectors[:, ::-1]
+    keep = eigenvalues > LOW_RANK_EDGE_MARGIN * 2.0 * nu
+    ell = eigenvalues[keep]
+    theta = (ell + np.sqrt(np.maximum(ell**2 - 4.0 * nu**2, 0.0))) / 2.0
+    overlap = 1.0 - nu**2 / np.maximum(theta, 1e-300) ** 2 if nu > 0 else np.ones_like(theta)
+    return LowRank(np.ascontiguousarray(vectors[:, keep].T), theta * np.clip(overlap, 0.0, 1.0), scatter.scale,
+                   2.0 * nu)
 
 
 def fit_releases(releases: list[ClassRelease], *, dimension: int, radius: float, clip_mode: str,
-                 covariance: str, private: bool) -> ReleasedMixture:
+                 covariance: str, private: bool, scatter: Optional[PooledScatterRelease] = None
+                 ) -> ReleasedMixture:
     """Weights from noisy counts, means from noisy sums, covariances by the model's fit (COVARIANCE_FITS).
 
     A class none of whose components clears the noise gets no components.
+    "lowrank" fits its shared directions from the pooled scatter first.
     """
     require_released({i: r.stats for i, r in enumerate(releases) if r.stats is not None}, "fit_releases")
-    context = FitContext(dimension, radius, clip_mode)
+    low_rank = None
+    if covariance == "lowrank" and scatter is not None:
+        noisy_rows = sum(float(np.sum(r.stats.count)) for r in releases if r.stats is not None)
+        low_rank = fit_low_rank(scatter, noisy_rows, dimension)
+    context = FitContext(dimension, radius, clip_mode, low_rank)
     fitted = {index: Components(release, stats, noisy_means(stats, radius))
               for index, release in enumerate(releases) if (stats := release.surviving()) is not None}
     covariances = dict(zip(fitted, COVARIANCE_FITS[covariance](list(fitted.values()), context)))
     classes = [fitted[index].mixture(covariances[index]) if index in fitted
                else unfitted_class(release, dimension, covariance) for index, release in enumerate(releases)]
-    return ReleasedMixture(classes, dimension, radius, clip_mode, covariance, private)
+    return ReleasedMixture(classes, dimension, radius, clip_mode, covariance, private, low_rank=low_rank)
 
 
 def unfitted_class(release: ClassRelease, dimension: int, covariance: str) -> ClassMixture:

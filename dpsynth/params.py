@@ -15,10 +15,10 @@ from dpsynth.errors import OptionError
 from dpsynth.grid import DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT
 
 CLIP_MODES = ("normalize", "clip")
-COVARIANCES = ("auto", "spherical", "diagonal", "full")
+COVARIANCES = ("auto", "spherical", "diagonal", "lowrank", "full")
 # A full covariance releases d (d + 1) / 2 values per class and holds a d x d
 # matrix per class on every worker; above this d it is refused, and "auto"
-# falls back to diagonal.
+# falls back to lowrank.
 MAX_FULL_COVARIANCE_DIMENSION = 1024
 # "auto" also bounds the matrices held in all (classes x d (d + 1) / 2 values,
 # 2^25 = 256 MB of float64): every worker sums them per bundle and the fit
@@ -66,11 +66,15 @@ class SynthesisConfig:
       or "full" (each class's components share the shape of one released
       d x d within-component covariance, shrunk towards the pooled within-class shape as far as
       its noise demands, each component keeping its own scale; costs a
-      second-moment matrix per class, d <= 1024). "auto" (the default) is
-      "full" up to d = 1024 (while all classes' matrices stay within 2^25
-      values; up to d = 128 when labels are discovered) and "spherical"
-      above: a class's shape is worth the budget its matrix takes
-      (BENCHMARKS.md, "Third round").
+      second-moment matrix per class, d <= 1024). "lowrank" is "diagonal"
+      plus the top directions of one pooled within-component scatter matrix
+      (rows centred on their released centre, clipped, released once for the
+      whole run in the final pass; the directions kept are those above its
+      noise). "auto" (the default) is "full" up to d = 1024 (while all
+      classes' matrices stay within 2^25 values; up to d = 128 when labels
+      are discovered), "lowrank" above while its one d x d matrix stays within
+      2^25 values, and "diagonal" beyond (BENCHMARKS.md, "Third round" and
+      "Low rank where a full covariance does not fit").
     row_norms: "released" (the default) also releases, in the class pass,
       a histogram of each class's row norms before bounding, and puts every
       synthetic row at the median norm of those histograms pooled, so that
@@ -158,12 +162,14 @@ class SynthesisConfig:
         """This config with "auto" resolved for embeddings of this (public) dimension.
 
         Full when the dimension and the matrices' total size allow it (see
-        MAX_AUTO_FULL_COVARIANCE_VALUES), else diagonal: one variance per
+        MAX_AUTO_FULL_COVARIANCE_VALUES), else lowrank while its one pooled
+        matrix fits the same bound, else diagonal: one variance per
         coordinate and component costs one more d-vector release, and encoders'
         coordinates differ in scale by orders of magnitude, which a spherical
         model misstates and a downstream model that standardises its inputs
-        then misreads (BENCHMARKS.md, "Default path"). Only public facts decide:
-        d and the public label set's size.
+        then misreads (BENCHMARKS.md, "Default path"); the pooled matrix adds
+        the within-component directions strong enough to clear its noise.
+        Only public facts decide: d and the public label set's size.
         """
         if self.covariance != "auto":
             return self
@@ -173,7 +179,9 @@ class SynthesisConfig:
         else:
             full = (dimension <= MAX_FULL_COVARIANCE_DIMENSION
                     and len(self.labels) * packed <= MAX_AUTO_FULL_COVARIANCE_VALUES)
-        return self.replace(covariance="full" if full else "diagonal")
+        if full:
+            return self.replace(covariance="full")
+        return self.replace(covariance="lowrank" if packed <= MAX_AUTO_FULL_COVARIANCE_VALUES else "diagonal")
 
     def replace(self, **changes: Any) -> "SynthesisConfig":
         return dataclasses.replace(self, **changes)

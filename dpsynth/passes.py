@@ -31,6 +31,8 @@ class PassKind(enum.Enum):
     FINAL = "final"  # nearest released centre; its release is the mixture
 
 
+# The key of a pass's one release pooled over all classes (the lowrank scatter): no class has it.
+POOLED_KEY = -1
 # Passes 0 and 1 are the class and seeding passes; the rounds start here.
 FIRST_ROUND_INDEX = 2
 
@@ -59,7 +61,7 @@ def kind_of_name(name: str) -> Optional[PassKind]:
 
 
 def mechanism_name(kind: PassKind, field: str) -> str:
-    """The ledger mechanism of one release of a pass: field is count, sum, second or norms.
+    """The ledger mechanism of one release of a pass: field is count, sum, second, norms or scatter.
 
     KeyError for a release no pass of that kind makes (no ledger entry
     accounts for it).
@@ -72,6 +74,8 @@ def mechanism_name(kind: PassKind, field: str) -> str:
         return "final_second_moment"
     if field == "norms" and kind is PassKind.CLASS:
         return "class_norm_histogram"
+    if field == "scatter" and kind is PassKind.FINAL:
+        return "final_within_scatter"
     raise KeyError(f"a {kind.value} pass releases no {field!r}")
 
 
@@ -85,6 +89,22 @@ class SecondMomentRelease:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScatterRelease:
+    """The final pass's one pooled release of within-component scatter (covariance "lowrank").
+
+    Every row is centred on its nearest released centre, scaled by 1 / scale
+    and clipped into the unit ball, so one record adds at most 1 to the
+    packed matrix's L2 norm whatever the data: scale is a public value
+    (derived from the class pass's release), the sensitivity a constant.
+    """
+
+    scale: float
+    sigma: float
+    grid: float  # the release grid of the packed sum
+    row_grid: float  # the grid the scaled rows are snapped to, so that their sums are exact
+
+
+@dataclasses.dataclass(frozen=True)
 class PassSpec:
     """What one pass aggregates per class, and the noise on its release."""
 
@@ -94,6 +114,7 @@ class PassSpec:
     noise: PassNoise
     second: Optional[SecondMomentRelease] = None
     norm_sigma: Optional[float] = None  # the class pass's row-norm histograms (dpsynth.norms)
+    scatter: Optional[ScatterRelease] = None  # the final pass's pooled scatter (lowrank only)
 
     @property
     def name(self) -> str:

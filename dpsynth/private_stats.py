@@ -265,6 +265,29 @@ def key_stats(keys: np.ndarray, X: np.ndarray, num_keys: int, second_moment: Sec
     return stats
 
 
+def centred_scatter(class_ids: np.ndarray, X: np.ndarray, partitioners: dict[int, "NearestCentre"],
+                    scale: float, grid: float) -> np.ndarray:
+    """PRIVATE: sum of u u^T over one batch (upper_gram, unscaled), pooled over classes.
+
+    u is a row minus its nearest released centre, divided by the public
+    scale and clipped into the unit ball, then snapped to the grid: one
+    record adds at most 1 to the packed matrix's Frobenius norm, and every
+    partial sum is exact, so batches and runners add up to the same bits.
+    Rows of classes without a partitioner add nothing.
+    """
+    d = X.shape[1]
+    total = np.zeros(packed_size(d))
+    X64 = np.asarray(X, dtype=np.float64)
+    for class_id, partitioner in partitioners.items():
+        rows = X64[class_ids == class_id]
+        if not len(rows):
+            continue
+        centres = snap_public(partitioner.centres)
+        units, _, _ = bound_rows((rows - centres[partitioner.keys(rows)]) / scale, 1.0, "clip", grid)
+        total += upper_gram(units.astype(np.float64))
+    return total
+
+
 def partial_stats(class_ids: np.ndarray, X: np.ndarray, partitioners: dict[int, Partitioner],
                   second_moment: SecondMoment = None, norm_bins: Optional[np.ndarray] = None) -> dict[int, Stats]:
     """Per-class stats of one batch; classes without a partitioner are not released.

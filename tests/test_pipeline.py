@@ -40,7 +40,8 @@ def test_release_pass_in_a_test_pipeline_emits_every_class():
 
 
 @pytest.mark.parametrize("rounds,covariance,reread", [(1, "spherical", False), (2, "diagonal", True),
-                                                     (2, "full", True), (1, "spherical", True)])
+                                                     (2, "full", True), (1, "spherical", True),
+                                                     (1, "lowrank", False)])
 def test_beam_and_local_agree_bit_for_bit_without_noise(parquet_input, tmp_path, rounds, covariance, reread):
     # Rows on the row grid make every aggregate an exact float64 sum (dpsynth.grid), so the release
     # cannot depend on the order or the batching of the rows: the local reference runs on the rows
@@ -67,6 +68,8 @@ def test_beam_and_local_agree_bit_for_bit_without_noise(parquet_input, tmp_path,
     assert all(c["num_components"] > 0 for c in a["classes"])
     assert ("shape" in a["classes"][0]) == (covariance == "full")
     assert a["classes"] == b["classes"]  # every released and fitted number, in every bit
+    assert (a["low_rank"] is not None) == (covariance == "lowrank")  # the pooled scatter's stage too
+    assert a["low_rank"] == b["low_rank"]
     assert a["row_norms"] is not None and a["row_norms"] == b["row_norms"]  # the norm stage too
     assert local.rows_per_class == beam_run.rows_per_class
     assert beam_run.diagnostics["rows_read"] == beam_run.diagnostics["rows_valid"] == 2000

@@ -71,7 +71,7 @@ class SumStatsFn(beam.CombineFn):
 
 
 def _public_keys(state: RunState) -> list[tuple[int, None]]:
-    return [(class_id, None) for class_id in state.next_pass.partitioners]
+    return [(key, None) for key in algorithm.release_keys(state.next_pass)]
 
 
 def _release(element: tuple[int, Optional[Stats]], state: RunState, dimension: int,
@@ -108,7 +108,7 @@ class ReleasePass(beam.PTransform):
         full_state = beam.pvalue.AsSingleton(self._state)
         # RunState without the releases kept for the fit: what every worker reads
         state = beam.pvalue.AsSingleton(self._state | "ForWorkers" >> beam.Map(RunState.for_workers))
-        # (class_id, Stats) exact partial sums per bundle
+        # (class_id, Stats) exact partial sums per bundle; a pooled release under passes.POOLED_KEY
         partials = batches | "Accumulate" >> beam.ParDo(AccumulatePassStatsFn(), state=state)
         # (class_id, None) for every public key, so empty classes get noise too
         keys = self._state | "PublicKeys" >> beam.FlatMap(_public_keys)
