@@ -142,10 +142,10 @@ def _release_pooled_scatter(exact: Optional[Stats], spec: PassSpec, dimension: i
                             ) -> ReleasedStats:
     """The pooled scatter's release (part of the release step): packed as by pack_outer, noise once."""
     assert spec.scatter is not None, f"{spec.name} releases no pooled scatter"
-    upper = np.zeros(packed_size(dimension)) if exact is None else exact.second[0]
+    upper = np.zeros((1, packed_size(dimension))) if exact is None else exact.second
     noisy = release_gaussian(scale_packed(upper, dimension), spec.scatter.sigma, spec.scatter.grid, source,
                              (spec.name, "pooled", "scatter"))
-    return ReleasedStats(np.zeros(1), np.zeros((1, 0)), noisy[None, :])
+    return ReleasedStats(np.zeros(len(noisy)), np.zeros((len(noisy), 0)), noisy)
 
 
 def release_pass(exact: dict[int, Stats], spec: PassSpec, dimension: int, source: NoiseSource

@@ -251,6 +251,11 @@ class RecordingNoise:
         self.draws.append(Draw(stream, sigma, grid, np.array(value, copy=True), np.array(released, copy=True)))
 
 
+# The scale the pooled-scatter audit centres and clips rows at: any public value does (its
+# sensitivity is 1 whatever the scale); a small one puts the record's contribution at the bound.
+SCATTER_AUDIT_SCALE = 0.5
+
+
 def ledger_name(stream: tuple) -> str:
     """Ledger mechanism of a release stream (pass name, class, field).
 
@@ -311,8 +316,8 @@ class ReleaseKindAudit:
     selection_fraction: float = 1 / 3
 
     def _pass(self):
-        from dpsynth.passes import FIRST_ROUND_INDEX, PassKind, PassSpec, SecondMomentRelease
-        from dpsynth.private_stats import WholeClass
+        from dpsynth.passes import FIRST_ROUND_INDEX, PassKind, PassSpec, ScatterRelease, SecondMomentRelease
+        from dpsynth.private_stats import NearestCentre, WholeClass
 
         plan, name = self.plan, self.mechanism
         whole = {0: WholeClass()}
@@ -321,6 +326,10 @@ class ReleaseKindAudit:
         if name == "class_second_moment_matrix":
             second = SecondMomentRelease("matrix", plan.class_covariance_sigma, plan.class_covariance_grid)
             return PassSpec(0, PassKind.CLASS, whole, plan.class_pass, second), "second"
+        if name == "final_within_scatter":  # one centre, the base rows' mean; a public scale
+            centre = NearestCentre(np.mean(self.base_rows, axis=0, keepdims=True).astype(np.float64))
+            scatter = ScatterRelease(SCATTER_AUDIT_SCALE, plan.scatter_sigma, plan.scatter_grid, plan.scatter_row_grid)
+            return PassSpec(FIRST_ROUND_INDEX, PassKind.FINAL, {0: centre}, plan.final_pass, scatter=scatter), "scatter"
         if name == "class_norm_histogram":
             return PassSpec(0, PassKind.CLASS, whole, plan.class_pass, norm_sigma=plan.norm_sigma), "norms"
         if name == "final_second_moment":
@@ -350,6 +359,8 @@ class ReleaseKindAudit:
             record_bin = int(norm_bins(safe_norms(self.record[None, :]))[0])
             bins = norm_bins(safe_norms(self.base_rows))
             bins = np.append(bins, np.int16(record_bin)) if with_record else bins
+        if field == "scatter":  # the pooled release: the record's own centred, clipped outer product
+            return self._scatter_statistic(spec, rows, record, runs, source)
         exact = key_stats(np.zeros(len(rows), np.int64), rows, 1, spec.second_moment, bins)
         tiled = Stats(np.tile(exact.count, runs), np.tile(exact.total, (runs, 1)),
                       None if exact.second is None else np.tile(exact.second, (runs, 1)) if exact.second.ndim > 1
@@ -368,6 +379,24 @@ class ReleaseKindAudit:
             contribution = scale_packed(contribution, d)
         direction = contribution.ravel() / np.linalg.norm(contribution)
         return released.second.reshape(runs, -1) @ direction
+
+    @staticmethod
+    def _scatter_statistic(spec, rows: np.ndarray, record: np.ndarray, runs: int, source) -> np.ndarray:
+        from dpsynth.algorithm import release_class_stats
+        from dpsynth.passes import POOLED_KEY
+        from dpsynth.private_stats import Stats, centred_scatter, scale_packed
+
+        d = rows.shape[1]
+
+        def scatter(X: np.ndarray) -> np.ndarray:
+            return centred_scatter(np.zeros(len(X), np.int32), X, spec.partitioners, spec.scatter.scale,
+                                   spec.scatter.row_grid)
+
+        exact = scatter(rows)
+        tiled = Stats(np.zeros(runs), np.zeros((runs, 0)), np.tile(exact, (runs, 1)))
+        released = release_class_stats(POOLED_KEY, tiled, spec, d, source)
+        contribution = scale_packed(scatter(record), d)
+        return released.second @ (contribution / np.linalg.norm(contribution))
 
     def _label_statistic(self, with_record: bool, runs: int, source) -> np.ndarray:
         """Whether a label held by c (D) or c + 1 (D') records is released.

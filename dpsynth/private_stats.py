@@ -275,17 +275,14 @@ def centred_scatter(class_ids: np.ndarray, X: np.ndarray, partitioners: dict[int
     partial sum is exact, so batches and runners add up to the same bits.
     Rows of classes without a partitioner add nothing.
     """
-    d = X.shape[1]
-    total = np.zeros(packed_size(d))
     X64 = np.asarray(X, dtype=np.float64)
+    units = [np.zeros((0, X.shape[1]), np.float32)]
     for class_id, partitioner in partitioners.items():
         rows = X64[class_ids == class_id]
-        if not len(rows):
-            continue
-        centres = snap_public(partitioner.centres)
-        units, _, _ = bound_rows((rows - centres[partitioner.keys(rows)]) / scale, 1.0, "clip", grid)
-        total += upper_gram(units.astype(np.float64))
-    return total
+        if len(rows):
+            centres = snap_public(partitioner.centres)
+            units.append(bound_rows((rows - centres[partitioner.keys(rows)]) / scale, 1.0, "clip", grid)[0])
+    return upper_gram(np.concatenate(units).astype(np.float64))
 
 
 def partial_stats(class_ids: np.ndarray, X: np.ndarray, partitioners: dict[int, Partitioner],

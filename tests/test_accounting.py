@@ -70,25 +70,31 @@ def test_full_covariance_adds_one_matrix_release_per_class_with_its_sensitivity(
     assert plan.class_covariance_sigma == pytest.approx(matrix["sigma"])
 
 
-def test_auto_covariance_is_full_up_to_the_dimension_cap_and_diagonal_above():
+def test_auto_covariance_is_full_up_to_the_dimension_cap_then_lowrank_then_diagonal():
     config = SynthesisConfig(epsilon=1, delta=1e-5, labels=tuple(range(10)))
     assert config.covariance == "auto"
     assert plan_releases(config, 64, False).covariance == "full"
     assert plan_releases(config, 1024, False).covariance == "full"
-    assert plan_releases(config, 2048, False).covariance == "diagonal"
+    assert plan_releases(config, 2048, False).covariance == "lowrank"
+    assert plan_releases(config, 8191, False).covariance == "lowrank"  # 33,550,336 packed values: within 2^25
+    assert plan_releases(config, 8192, False).covariance == "diagonal"  # 33,558,528: one matrix no longer fits
+    with pytest.raises(UserError, match="2\\^25") as info:
+        plan_releases(config.replace(covariance="lowrank"), 8192, False)
+    assert "covariance=diagonal" in str(info.value)
     with pytest.raises(UserError, match="d <= 1024") as info:
         plan_releases(config.replace(covariance="full"), 2048, False)
     assert "covariance=diagonal" in str(info.value) and "--" not in str(info.value)  # settings, not flags
 
 
 def test_auto_covariance_bounds_the_matrices_held_in_all():
-    # 1,000 public classes at d = 768 would hold 295 million values: auto falls back to diagonal
+    # 1,000 public classes at d = 768 would hold 295 million values: auto falls back to lowrank,
+    # whose one pooled matrix does not grow with the classes
     many = SynthesisConfig(epsilon=1, delta=1e-5, labels=tuple(range(1000)))
-    assert plan_releases(many, 768, False).covariance == "diagonal"
+    assert plan_releases(many, 768, False).covariance == "lowrank"
     assert plan_releases(many, 128, False).covariance == "full"
     # discovered labels: the count is unknown when the plan is made, so full only up to d = 128
     discovered = SynthesisConfig(epsilon=1, delta=1e-5)
     assert plan_releases(discovered, 128, True).covariance == "full"
-    assert plan_releases(discovered, 384, True).covariance == "diagonal"
+    assert plan_releases(discovered, 384, True).covariance == "lowrank"
     # an explicit choice is kept
     assert plan_releases(many.replace(covariance="full"), 768, False).covariance == "full"

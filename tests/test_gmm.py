@@ -1,8 +1,11 @@
+import json
+
 import numpy as np
 import pytest
 
 from dpsynth import gmm
-from dpsynth.released import ReleasedStats
+from dpsynth.private_stats import pack_outer
+from dpsynth.released import ClassSummary, ReleasedStats
 
 
 def _fit(stats, covariance="spherical", clip_mode="normalize", sum_sigma=0.0):
@@ -189,9 +192,72 @@ def test_the_fit_refuses_exact_stats():
 
 
 def test_every_covariance_model_has_a_fit():
-    assert set(gmm.COVARIANCE_FITS) == {"spherical", "diagonal", "full"}
+    assert set(gmm.COVARIANCE_FITS) == {"spherical", "diagonal", "lowrank", "full"}
     stats = ReleasedStats(np.array([1000.0, 3.0]), np.array([[500.0, 0.0], [0.0, 3.0]]), np.array([[300.0, 200.0], [1.0, 2.0]]))
     for covariance in gmm.COVARIANCE_FITS:
         mixture = _fit(stats, covariance=covariance, clip_mode="clip")
         assert mixture.classes[0].num_components == 1
-        assert mixture.classes[0].variances.shape == ((1, 2) if covariance == "diagonal" else (1,))
+        assert mixture.classes[0].variances.shape == ((1, 2) if covariance in ("diagonal", "lowrank") else (1,))
+
+
+# --- lowrank: the shared directions of the pooled scatter -------------------------------------
+
+def _released_scatter(U: np.ndarray, sigma: float, rng: np.random.Generator) -> gmm.PooledScatterRelease:
+    """The packed sum of u u^T for unit-scale rows U, with the release step's symmetric noise."""
+    packed = pack_outer(U)
+    return gmm.PooledScatterRelease(packed + sigma * rng.standard_normal(packed.shape), 1.0, sigma)
+
+
+def test_low_rank_recovers_a_planted_direction_and_debiases_its_variance():
+    # One direction of variance 0.04 over isotropic 1e-4, at a noise sigma whose edge is 40x smaller than
+    # the spike: a miss needs the top eigenvalue to move by > 10 edges (probability far below 1e-9).
+    rng = np.random.default_rng(1)
+    d, n = 60, 20000
+    v = rng.standard_normal(d)
+    v /= np.linalg.norm(v)
+    U = rng.standard_normal((n, 1)) * 0.2 * v + rng.standard_normal((n, d)) * 0.01
+    low = gmm.fit_low_rank(_released_scatter(U, 2.0, rng), float(n), d)
+    assert 1 <= len(low.variances) <= 3
+    assert abs(low.vectors[0] @ v) > 0.99
+    assert low.variances[0] == pytest.approx(0.04, rel=0.05)
+    np.testing.assert_allclose(low.vectors @ low.vectors.T, np.eye(len(low.variances)), atol=1e-10)
+
+
+def test_low_rank_keeps_no_direction_of_pure_noise():
+    # Noise only (a GOE matrix, d = 400): its top eigenvalue exceeds 1.1 times the edge with probability
+    # about exp(-(2/3) 10.9^1.5) < 1e-10 (Tracy-Widom tail, 10.9 of its d^(-2/3) units).
+    rng = np.random.default_rng(2)
+    d = 400
+    low = gmm.fit_low_rank(_released_scatter(np.zeros((1, d)), 5.0, rng), 1000.0, d)
+    assert len(low.variances) == 0 and low.vectors.shape == (0, d)
+    assert low.noise_edge == pytest.approx(2 * np.sqrt(d / 2) * 5.0 / 1000.0)
+
+
+def test_scatter_scale_follows_the_released_spreads_within_bounds():
+    summaries = {0: ClassSummary(300.0, np.zeros(2), 0.2, 1), 1: ClassSummary(100.0, np.zeros(2), 0.4, 2),
+                 2: ClassSummary(5.0, np.zeros(2), 5.0, 0)}  # too small to fit: not counted
+    rms = np.sqrt((300 * 0.2**2 + 100 * 0.4**2) / 400)
+    assert gmm.scatter_scale(summaries, 1.0) == pytest.approx(gmm.SCATTER_CLIP_SPREADS * rms)
+    assert gmm.scatter_scale({0: ClassSummary(300.0, np.zeros(2), 0.0, 1)}, 1.0) == 0.05
+    assert gmm.scatter_scale({}, 3.0) == 6.0
+
+
+def test_lowrank_mixture_samples_have_the_shared_directions_and_the_released_variances():
+    # Clip mode, rows of norm about 0.23 in the unit ball: bounding never acts (a draw beyond norm 1 is
+    # over 10 sigmas out), so the draws' covariance is the model's. With 200,000
+    # draws each entry's standard error is under 3e-5 (variances <= 0.05): the tolerances sit > 10 of them.
+    rng = np.random.default_rng(3)
+    d, n = 6, 200000
+    v = np.array([1.0, 1.0, 0.0, 0.0, 0.0, 0.0]) / np.sqrt(2)
+    X = rng.standard_normal((n, 1)) * 0.2 * v + rng.standard_normal((n, d)) * 0.05
+    stats = ReleasedStats(np.array([float(n)]), X.sum(0, keepdims=True), (X**2).sum(0, keepdims=True))
+    release = gmm.ClassRelease("x", stats, count_sigma=1.0, sum_sigma=0.0, noisy_count=float(n))
+    U = X - X.mean(0)
+    mixture = gmm.fit_releases([release], dimension=d, radius=1.0, clip_mode="clip", covariance="lowrank",
+                               private=True, scatter=gmm.PooledScatterRelease(pack_outer(U), 1.0, 0.0))
+    assert mixture.low_rank is not None and abs(mixture.low_rank.vectors[0] @ v) > 0.999
+    draws, _, _ = mixture.sample(n, noise_seed=4)
+    np.testing.assert_allclose(np.cov(draws.T), np.cov(X.T), atol=1e-3)
+    again = gmm.ReleasedMixture.from_json(json.loads(json.dumps(mixture.to_json())))
+    np.testing.assert_array_equal(again.low_rank.vectors, mixture.low_rank.vectors)
+    np.testing.assert_array_equal(again.classes[0].variances, mixture.classes[0].variances)
