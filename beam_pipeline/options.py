@@ -83,9 +83,11 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                         help="normalize rows onto the R-sphere (default) or clip them into the R-ball")
     parser.add_argument("--covariance", choices=COVARIANCES, default="auto",
                         help="covariance model of each component: full (one released d x d shape per class, "
-                             "shrunk towards the pooled within-class shape by its noise; d <= 1024), spherical or diagonal; "
-                             "auto (default): full up to d = 1024 (d = 128 with discovered labels) while all classes' "
-                             "matrices fit 2^25 values, else diagonal")
+                             "shrunk towards the pooled within-class shape by its noise; d <= 1024), lowrank "
+                             "(diagonal plus the directions of one pooled within-component scatter matrix that clear "
+                             "its noise), spherical or diagonal; auto (default): full up to d = 1024 (d = 128 with "
+                             "discovered labels) while all classes' matrices fit 2^25 values, else lowrank while its "
+                             "one matrix does, else diagonal")
     parser.add_argument("--row-norms", choices=ROW_NORMS, default="released",
                         help="released (default, with --clip-mode normalize): also release a histogram of each "
                              "class's row norms and give synthetic rows norms drawn from it, so they sit at the "

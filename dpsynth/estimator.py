@@ -39,7 +39,7 @@ class DPMixtureSynthesizer(BaseEstimator):
         Components per class; None chooses them from the released counts.
     rounds : int, default=1
         DP Lloyd rounds after seeding.
-    covariance : {"auto", "full", "spherical", "diagonal"}, default="auto"
+    covariance : {"auto", "full", "lowrank", "spherical", "diagonal"}, default="auto"
         Component covariance model.
     class_balance : {"proportional", "balanced"}, default="proportional"
         How ``sample`` splits rows over classes.

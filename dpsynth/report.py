@@ -32,6 +32,12 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
         lines += [f"Row norms: every synthetic row is the mixture's direction at norm {mixture.norms.norm:.4g}, the "
                   "median of the released", "histograms of row norms (half-octave bins, all classes pooled, "
                   "bins kept above 3 noise sigmas).", ""]
+    if mixture.low_rank is not None:
+        low = mixture.low_rank
+        lines += [f"Low rank: every component shares the {len(low.variances)} directions of the released pooled "
+                  "within-component scatter", f"whose eigenvalues clear its noise edge {low.noise_edge:.3g} "
+                  f"(rows centred on their centre, clipped at {low.scale:.3g});",
+                  "each component keeps its released per-coordinate variances in total (gmm.json: low_rank).", ""]
     full = mixture.covariance == "full"
     if full:
         lines += ["Shrinkage: how far each class's released covariance shape was pulled towards the pooled",

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -127,3 +128,27 @@ def test_beam_job_labels_go_to_beam_and_class_labels_stay_ours():
                                        "--labels", "a,b", "--class-labels", "c"])
     with pytest.raises(Exception, match="once"):
         options.forward_job_labels(args, [])
+
+
+def test_auto_above_d_1024_releases_the_pooled_scatter_and_says_so(tmp_path, capsys):
+    # Three classes sharing two strong directions at d = 1,100: auto resolves to lowrank from d alone.
+    # At epsilon 8 the directions' fitted variances sat at 5.4-8.4 noise edges (3 seeds); keeping none
+    # needs the top eigenvalue to fall below 1.1 edges, while noise moves an eigenvalue this far above
+    # the edge by about one edge / sqrt(d): far below 1e-6.
+    rng = np.random.default_rng(0)
+    d, n = 1100, 3000
+    directions = np.linalg.qr(rng.standard_normal((d, 2)))[0].T
+    y = np.repeat(np.arange(3), n // 3)
+    X = np.eye(d)[y] * 3.0 + (rng.standard_normal((n, 2)) * 1.0) @ directions + rng.standard_normal((n, d)) * 0.02
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel(), pa.float32()), d),
+                             "label": y}), path)
+    out = tmp_path / "out"
+    code, stdout, _ = _run(capsys, "--input", str(path), "--output", str(out), "--epsilon", "8", "--delta", "1e-5",
+                           "--labels", "0,1,2", "--runner", "local")
+    assert code == 0, stdout
+    mixture = json.loads((out / "gmm.json").read_text())
+    assert mixture["covariance"] == "lowrank" and mixture["low_rank"]["rank"] >= 1
+    names = [m["name"] for m in json.loads((out / "privacy.json").read_text())["mechanisms"]]
+    assert "final_within_scatter" in names
+    assert "Low rank: every component shares the" in (out / "report.md").read_text()
