@@ -125,7 +125,10 @@ def _run_several(args: argparse.Namespace) -> int:
         argv += ["--radius", str(args.radius)] if args.radius is not None else []
         run(argv)
         result = json.loads(one.read_text())
-        epsilon = _find_key(result.get("privacy") or {}, "epsilon")
+        privacy = result.get("privacy") or {}
+        # the ledger's spent epsilon (privacy.json's "spent"), the target only where a file has no spent one
+        epsilon = (privacy.get("spent") or {}).get("epsilon") if isinstance(privacy.get("spent"), dict) else None
+        epsilon = _find_key(privacy, "epsilon") if epsilon is None else epsilon
         if epsilon is None:
             raise UserError(f"{directory}: its privacy.json gives no epsilon to plot against")
         points.append({"release": directory, "epsilon": float(epsilon), "accuracy": result["accuracy_synthetic"],
