@@ -127,7 +127,8 @@ def _run_several(args: argparse.Namespace) -> int:
         result = json.loads(one.read_text())
         privacy = result.get("privacy") or {}
         # the ledger's spent epsilon (privacy.json's "spent"), the target only where a file has no spent one
-        epsilon = (privacy.get("spent") or {}).get("epsilon") if isinstance(privacy.get("spent"), dict) else None
+        spent = privacy.get("spent")
+        epsilon = spent.get("epsilon") if isinstance(spent, dict) else None
         epsilon = _find_key(privacy, "epsilon") if epsilon is None else epsilon
         if epsilon is None:
             raise UserError(f"{directory}: its privacy.json gives no epsilon to plot against")

@@ -338,28 +338,27 @@ def fit_lowrank(classes: list[Components], context: FitContext) -> list[Covarian
     model lacks. Residuals are floored as the diagonal fit floors its variances.
     """
     shared = 0.0 if context.low_rank is None else context.low_rank.diagonal
-    out = []
-    for c, diagonal in zip(classes, fit_diagonal(classes, context)):
-        spherical = spherical_variances(c, context)
-        out.append(Covariances(np.maximum(diagonal.variances - shared, DIAGONAL_FLOOR_FRACTION * spherical[:, None])))
-    return out
+    return [Covariances(per_coordinate_variances(c, context, shared)) for c in classes]
 
 
 def fit_diagonal(classes: list[Components], context: FitContext) -> list[Covariances]:
-    """One variance per component and coordinate, from the released per-coordinate second moments.
+    """One variance per component and coordinate, from the released per-coordinate second moments."""
+    return [Covariances(per_coordinate_variances(c, context)) for c in classes]
+
+
+def per_coordinate_variances(components: Components, context: FitContext, shared: Any = 0.0) -> np.ndarray:
+    """[K, d] variances from the released per-coordinate second moments, less `shared` ([d] or 0), floored.
 
     Each noisy mean's own noise (sigma^2 / n^2 per coordinate) is added back
-    to its squared mean, and each variance is floored at a fraction of its
+    to its variance, and each variance is floored at a fraction of its
     component's spherical variance.
     """
-    out = []
-    for c in classes:
-        n = c.stats.count
-        raw_mean = c.stats.total / n[:, None]
-        per_coord = c.stats.second / n[:, None] - raw_mean**2 + c.release.sum_sigma**2 / n[:, None] ** 2
-        spherical = spherical_variances(c, context)
-        out.append(Covariances(np.maximum(per_coord, DIAGONAL_FLOOR_FRACTION * spherical[:, None])))
-    return out
+    n = components.stats.count
+    raw_mean = components.stats.total / n[:, None]
+    per_coord = (components.stats.second / n[:, None] - raw_mean**2
+                 + components.release.sum_sigma**2 / n[:, None] ** 2)
+    spherical = spherical_variances(components, context)
+    return np.maximum(per_coord - shared, DIAGONAL_FLOOR_FRACTION * spherical[:, None])
 
 
 def fit_full(classes: list[Components], context: FitContext) -> list[Covariances]:
