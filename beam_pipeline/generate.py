@@ -25,6 +25,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipeline import diagnostics as private, options
 from beam_pipeline.embed import EmbeddingStage, add_input_arguments, write_rejections
 from beam_pipeline.outputs import StagedOutput, exists, join
+from beam_pipeline.public_rows import with_public_subspace
 from beam_pipeline.synthesize import print_telemetry, released_delta_warning, run_synthesis_job
 from dpsynth.errors import UserError
 
@@ -74,6 +75,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     dimension = stage.encoder.output_dim or stage.info.vector_dim  # both public: declared, never a row's
     if not dimension:
         raise UserError("the embedding size is not a public fact of this input; pass --dimension d")
+    config = with_public_subspace(config, args, int(dimension), "embedding")
     if args.diagnostics_output:
         private.check_location(args.diagnostics_output, args.output, (args.input,), args.overwrite)
     records_rejected, embeddings_rejected = _rejected_dirs(args.rejected_output, args.overwrite)

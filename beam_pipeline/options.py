@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from beam_pipeline.outputs import OVERWRITE_HELP, check_disjoint
+from beam_pipeline.public_rows import add_public_rows_arguments
 from dpsynth.errors import OptionError, UserError
 from dpsynth.params import (CLASS_BALANCES, CLIP_MODES, COVARIANCES, LARGE_EPSILON, ROW_NORMS, SynthesisConfig,
                              parse_label_list, typed_labels)
@@ -106,6 +107,7 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                              "--privacy-unit-column); delta >= 1/min-rows is refused. Without it delta must be "
                              f"below {ABSOLUTE_DELTA_CAP:g}")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    add_public_rows_arguments(parser)
 
 
 def check_output_paths(args: argparse.Namespace) -> None:
@@ -113,6 +115,7 @@ def check_output_paths(args: argparse.Namespace) -> None:
     # --diagnostics-output has its own check (diagnostics.check_location: never inside the release).
     check_disjoint([("--output", args.output), ("--rejected-output", args.rejected_output)],
                    [("--input", args.input), ("--labels-file", args.labels_file),
+                    ("--public-rows", getattr(args, "public_rows", None)),
                     ("--idx-labels", getattr(args, "idx_labels", None))])
 
 

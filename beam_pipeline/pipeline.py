@@ -85,11 +85,12 @@ def build_synthesis(tables: beam.PCollection, config: SynthesisConfig, plan: Rel
     else:
         labels = tables | "DiscoverLabels" >> DiscoverLabels(label_column, plan, config)
     def validate(counted: bool) -> ValidateAndBoundFn:
-        return ValidateAndBoundFn(embedding_column, label_column, plan.dimension, config.radius, config.clip_mode,
-                                  count_metrics=counted, max_rows=config.max_rows)
+        input_dimension = plan.dimension if config.subspace is None else config.subspace.input_dimension
+        return ValidateAndBoundFn(embedding_column, label_column, input_dimension, config.radius, config.clip_mode,
+                                  count_metrics=counted, max_rows=config.max_rows, subspace=config.subspace)
 
     label_set = beam.pvalue.AsSingleton(labels)
-    # ValidBatch (main), rejected pa.Table, {counter: n}
+    # ValidBatch of [rows, plan.dimension] (main), rejected pa.Table, {counter: n}
     validated = tables | "ValidateAndBound" >> beam.ParDo(validate(True), labels=label_set).with_outputs(
         REJECTED_TAG, DIAGNOSTICS_TAG, main="valid")
     batches = validated.valid

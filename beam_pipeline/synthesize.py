@@ -30,6 +30,7 @@ from dpsynth.validation import rejected_key, validation_counts
 from beam_pipeline import diagnostics as private, inputs, options
 from beam_pipeline.outputs import StagedOutput
 from beam_pipeline.pipeline import SYNTHETIC_PREFIX, JobPaths, build_synthesis, conform, rejected_schema
+from beam_pipeline.public_rows import with_public_subspace
 from transforms.sample import draw_chunk, synthetic_schema, write_json
 
 LOG = logging.getLogger("dpsynth")
@@ -257,7 +258,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     extra = (args.privacy_unit_column,) if args.privacy_unit_column else ()
     options.check_output_paths(args)
     info = inputs.inspect_parquet(args.input, args.embedding_column, args.label_column, extra, args.dimension)
-    config = options.config_from_args(args, info.labels_are_integers)
+    config = with_public_subspace(options.config_from_args(args, info.labels_are_integers), args, info.dimension,
+                                  args.embedding_column)
     options.check_delta(config, args.min_rows)
     if args.diagnostics_output:
         private.check_location(args.diagnostics_output, args.output, (args.input, *info.files), args.overwrite)

@@ -107,6 +107,8 @@ class PrivacyLedger:
     target_delta: float
     mechanisms: tuple[Mechanism, ...]
     spent_epsilon: float
+    # Public inputs that shaped the release at no privacy cost (e.g. a subspace fitted on public rows).
+    public_inputs: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def compose(cls, target_epsilon: float, target_delta: float,
@@ -122,6 +124,7 @@ class PrivacyLedger:
             "accountant": ACCOUNTANT,
             "adjacency": ADJACENCY,
             "mechanisms": [m.to_json() for m in self.mechanisms],
+            **({"public_inputs": list(self.public_inputs)} if self.public_inputs else {}),
             "versions": package_versions(),
         }
 
@@ -130,4 +133,4 @@ class PrivacyLedger:
         spent = data["spent"]["epsilon"]
         return cls(float(data["target"]["epsilon"]), float(data["target"]["delta"]),
                    tuple(Mechanism.from_json(m) for m in data["mechanisms"]),
-                   math.inf if spent is None else float(spent))
+                   math.inf if spent is None else float(spent), tuple(data.get("public_inputs", ())))

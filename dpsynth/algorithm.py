@@ -277,6 +277,8 @@ def _after_final_pass(state: RunState, spec: PassSpec, released: dict[int, Relea
     mixture = gmm.fit_releases(class_releases, dimension=plan.dimension, radius=plan.radius,
                                clip_mode=config.clip_mode, covariance=plan.covariance, private=config.is_private,
                                scatter=scatter)
+    if config.subspace is not None:  # public: synthetic rows are drawn back in the input's d coordinates
+        mixture = dataclasses.replace(mixture, subspace=config.subspace)
     if plan.norm_sigma is not None:
         mixture = dataclasses.replace(mixture, norms=norms.fit_norm_model(state.norm_histograms, state.num_classes,
                                                                           plan.norm_sigma))

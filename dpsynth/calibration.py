@@ -226,6 +226,7 @@ def plan_releases(config: SynthesisConfig, dimension: int, discover_labels: bool
     """
     if dimension < 1:
         raise PrivacyBudgetError(f"embedding dimension must be positive, got {dimension}")
+    dimension = config.model_dimension(dimension)  # k + 1 with a public subspace: the rows the fit sees
     # Errors name settings (config fields, the encoders' project_dim); a command line renders its flags.
     if dimension > MAX_DIMENSION:
         raise OptionError("embedding dimension {dimension} is above {limit}; project the embeddings to fewer "
@@ -263,7 +264,10 @@ def plan_releases(config: SynthesisConfig, dimension: int, discover_labels: bool
     if config.disable_noise:
         # The noise-free test mode applies none of the planned noise: say so.
         mechanisms = [dataclasses.replace(m, sigma=0.0) for m in mechanisms]
+    public_inputs = () if config.subspace is None else (
+        {"name": "public_subspace", "privacy_cost": "none (public rows)", "description": config.subspace.describe(),
+         "sha256": config.subspace.digest},)
     ledger = PrivacyLedger(config.epsilon, config.delta, tuple(mechanisms),
-                           spent if config.is_private else math.inf)
+                           spent if config.is_private else math.inf, public_inputs)
     return ReleasePlan(dimension=dimension, radius=config.radius, rounds=config.rounds, covariance=config.covariance,
                        ledger=ledger, **parts)

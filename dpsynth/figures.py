@@ -143,13 +143,15 @@ def projection_figure(gmm: dict[str, Any]) -> bytes:
     mixture = ReleasedMixture.from_json(gmm)
     fitted = [i for i, c in enumerate(mixture.classes) if c.num_components > 0]
     means = np.concatenate([mixture.classes[i].means for i in fitted]) if fitted else np.zeros((0, 2))
+    if mixture.subspace is not None and fitted:  # the means' place among the drawn rows' d coordinates
+        means = means[:, :-1] @ mixture.subspace.basis
     centred = means - means.mean(axis=0) if len(means) else means
     if len(means) >= 2:
         directions = np.linalg.svd(centred, full_matrices=False)[2][:2]
     else:
-        directions = np.eye(2, mixture.dimension)
+        directions = np.eye(2, mixture.embedding_dimension)
     if len(directions) < 2:
-        directions = np.vstack([directions, np.eye(2, mixture.dimension)[1:]])
+        directions = np.vstack([directions, np.eye(2, mixture.embedding_dimension)[1:]])
     rng = np.random.default_rng()  # post-processing: any randomness is private
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for n, i in enumerate(fitted):

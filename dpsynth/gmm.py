@@ -16,6 +16,7 @@ import scipy.linalg
 from dpsynth.geometry import into_ball, onto_sphere
 from dpsynth.norms import NormModel
 from dpsynth.private_stats import packed_size, unpack_symmetric
+from dpsynth.subspace import PublicSubspace
 from dpsynth.released import ReleasedStats, corrected_sq_norm, min_rows_to_keep, noisy_means, require_released
 
 # Variances are floored at this fraction of R^2 / d (a "small positive value").
@@ -122,6 +123,13 @@ class ReleasedMixture:
     private: bool
     norms: Optional[NormModel] = None  # None: every row keeps norm R (clip mode, row_norms "radius", all noise)
     low_rank: Optional[LowRank] = None  # covariance "lowrank" only
+    # Fitted in a public subspace's k + 1 coordinates (`dimension`); rows are drawn in its input's d.
+    subspace: Optional[PublicSubspace] = None
+
+    @property
+    def embedding_dimension(self) -> int:
+        """The length of a synthetic row: the encoder's d, also when the fit used a public subspace."""
+        return self.dimension if self.subspace is None else self.subspace.input_dimension
 
     def to_json(self) -> dict[str, Any]:
         return {"private": self.private,
@@ -130,7 +138,8 @@ class ReleasedMixture:
                 "dimension": self.dimension, "radius": self.radius, "clip_mode": self.clip_mode,
                 "covariance": self.covariance, "classes": [c.to_json() for c in self.classes],
                 "row_norms": None if self.norms is None else self.norms.to_json(),
-                "low_rank": None if self.low_rank is None else self.low_rank.to_json()}
+                "low_rank": None if self.low_rank is None else self.low_rank.to_json(),
+                "subspace": None if self.subspace is None else self.subspace.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ReleasedMixture":
@@ -147,10 +156,11 @@ class ReleasedMixture:
                                         c.get("note", ""),
                                         None if shape is None else np.asarray(shape, dtype=np.float64).reshape(d, d),
                                         c.get("shrinkage")))
-        row_norms, low_rank = data.get("row_norms"), data.get("low_rank")
+        row_norms, low_rank, subspace = data.get("row_norms"), data.get("low_rank"), data.get("subspace")
         return cls(classes, d, float(data["radius"]), data["clip_mode"], data["covariance"],
                    bool(data["private"]), None if row_norms is None else NormModel.from_json(row_norms),
-                   None if low_rank is None else LowRank.from_json(low_rank, d))
+                   None if low_rank is None else LowRank.from_json(low_rank, d),
+                   None if subspace is None else PublicSubspace.from_json(subspace))
 
     # -- sampling --------------------------------------------------------------
 
@@ -171,7 +181,7 @@ class ReleasedMixture:
 
     def sample_class(self, class_index: int, num_rows: int, rng: np.random.Generator
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """num_rows draws from one class: (embeddings float32 [n, d], component int32 [n])."""
+        """num_rows draws from one class: (embeddings float32 [n, embedding_dimension], component int32 [n])."""
         mixture = self.classes[class_index]
         weights = mixture.weights / mixture.weights.sum()
         component = rng.choice(mixture.num_components, size=num_rows, p=weights)
@@ -192,6 +202,8 @@ class ReleasedMixture:
                 X *= self.norms.norm / self.radius
         else:
             X = into_ball(X, self.radius)
+        if self.subspace is not None:  # back to the encoder's d coordinates, norms kept
+            X = self.subspace.lift(X, rng)
         return X.astype(np.float32), component.astype(np.int32)
 
     def sample(self, num_samples: Optional[int] = None, class_balance: str = "proportional",
@@ -204,7 +216,7 @@ class ReleasedMixture:
         rows = self.samples_per_class(num_samples, class_balance)
         parts = [(class_index, *self.sample_class(class_index, n, sampling_rng(noise_seed, class_index, chunk)))
                  for class_index, chunk, n in sampling_chunks(rows)]
-        X = np.concatenate([np.zeros((0, self.dimension), np.float32)] + [p[1] for p in parts])
+        X = np.concatenate([np.zeros((0, self.embedding_dimension), np.float32)] + [p[1] for p in parts])
         component = np.concatenate([np.zeros(0, np.int32)] + [p[2] for p in parts])
         values = np.asarray([c.label for c in self.classes])
         labels = np.repeat(values[[p[0] for p in parts]] if parts else values[:0], [len(p[1]) for p in parts])

@@ -87,7 +87,7 @@ def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embed
             counts.update(label_counts(t, label_column))
         labels = algorithm.select_labels(dict(counts), plan, source)
     spec = InputSpec(embedding_column, label_column, dimension, tuple(labels), config.radius, config.clip_mode,
-                     config.max_rows)
+                     config.max_rows, config.subspace)
     batches: list[ValidBatch] = []
     rejects: collections.Counter = collections.Counter()
     clipped = 0
@@ -142,7 +142,7 @@ def _pass_bar(progress: bool, index: int, num_passes: int, name: str, rows: int)
 def sample_local(mixture: gmm.ReleasedMixture, config: SynthesisConfig
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows_per_class = mixture.samples_per_class(config.num_samples, config.class_balance)
-    parts_X, parts_y, parts_c = [np.zeros((0, mixture.dimension), np.float32)], [], [np.zeros(0, np.int32)]
+    parts_X, parts_y, parts_c = [np.zeros((0, mixture.embedding_dimension), np.float32)], [], [np.zeros(0, np.int32)]
     for class_index, chunk_index, rows in gmm.sampling_chunks(rows_per_class):
         X, component = mixture.sample_class(class_index, rows, gmm.sampling_rng(config.noise_seed, class_index,
                                                                                   chunk_index))

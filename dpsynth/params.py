@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from dpsynth.errors import OptionError
 from dpsynth.grid import DEFAULT_MAX_ROWS, MAX_ROWS_LIMIT
+from dpsynth.subspace import PublicSubspace
 
 CLIP_MODES = ("normalize", "clip")
 COVARIANCES = ("auto", "spherical", "diagonal", "lowrank", "full")
@@ -95,6 +96,10 @@ class SynthesisConfig:
       never derived from the private n. More rows than this are not refused
       (that would be a decision on an exact fact), but their second-moment
       sums are then no longer guaranteed exact.
+    subspace: a PublicSubspace fitted on public rows (`--public-rows`): the
+      private rows are then bounded in d and modelled in its k + 1
+      coordinates, and synthetic rows are lifted back to d (dpsynth.subspace).
+      None (the default) models all d coordinates.
     noise_seed, disable_noise: TEST ONLY. Either makes the output not private
       and every output file says so.
     """
@@ -115,6 +120,7 @@ class SynthesisConfig:
     disable_noise: bool = False
     max_rows: int = DEFAULT_MAX_ROWS
     row_norms: str = "released"
+    subspace: Optional[PublicSubspace] = None
 
     def __post_init__(self) -> None:
         # Messages name the fields; a command line renders them as its flags (OptionError).
@@ -149,6 +155,8 @@ class SynthesisConfig:
         _require(self.num_samples is None or self.num_samples <= MAX_NUM_SAMPLES,
                  "{options} {value} is above {limit:,}, the most one run writes; ask for fewer rows",
                  "num_samples", value=self.num_samples, limit=MAX_NUM_SAMPLES)
+        _require(self.subspace is None or isinstance(self.subspace, PublicSubspace),
+                 "{options} must be a PublicSubspace, got {value!r}", "public_rows", value=type(self.subspace))
         if self.labels is not None:
             _require(len(self.labels) > 0, "{options} must name at least one label", "labels")
             _require(len(set(self.labels)) == len(self.labels), "{options} contains a duplicate label", "labels")
@@ -157,6 +165,15 @@ class SynthesisConfig:
     def is_private(self) -> bool:
         """False for the test-only switches: the output then carries no guarantee."""
         return self.noise_seed is None and not self.disable_noise
+
+    def model_dimension(self, dimension: int) -> int:
+        """The coordinates the mixture is fitted in, for d-dimensional input rows (public facts only)."""
+        if self.subspace is None:
+            return dimension
+        from dpsynth.subspace import check_dimension
+
+        check_dimension(self.subspace, dimension)
+        return self.subspace.model_dimension
 
     def for_dimension(self, dimension: int) -> "SynthesisConfig":
         """This config with "auto" resolved for embeddings of this (public) dimension.

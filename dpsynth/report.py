@@ -32,6 +32,13 @@ def render_report(mixture: ReleasedMixture, ledger: PrivacyLedger, rows_per_clas
         lines += [f"Row norms: every synthetic row is the mixture's direction at norm {mixture.norms.norm:.4g}, the "
                   "median of the released", "histograms of row norms (half-octave bins, all classes pooled, "
                   "bins kept above 3 noise sigmas).", ""]
+    if mixture.subspace is not None:
+        sub = mixture.subspace
+        lines += [f"Public subspace: the mixture was fitted in {sub.model_dimension} coordinates, the "
+                  f"{sub.num_directions} top directions of {sub.num_public_rows} public rows",
+                  f"({sub.source}; no privacy cost) and each row's residual length; synthetic rows are drawn "
+                  f"back in all {sub.input_dimension}", "coordinates, the residual in a random direction "
+                  "orthogonal to them (gmm.json: subspace, with the directions).", ""]
     if mixture.low_rank is not None:
         low = mixture.low_rank
         lines += [f"Low rank: every component shares the {len(low.variances)} directions of the released pooled "

@@ -29,7 +29,7 @@ class ReleaseDataset(Dataset):
         shards = sorted(Path(directory).glob("synthetic-*.parquet"))
         if not shards:
             raise UserError(f"{directory}: no synthetic-*.parquet files")
-        embeddings, labels = read_embedding_files(shards, dimension=release.mixture.dimension)
+        embeddings, labels = read_embedding_files(shards, dimension=release.mixture.embedding_dimension)
         index = {label: i for i, label in enumerate(self.classes)}
         self.embeddings = torch.from_numpy(embeddings)
         self.targets = torch.tensor([index[v] for v in labels], dtype=torch.int64)

@@ -16,9 +16,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dpsynth.errors import OptionError, UserError
-from dpsynth.grid import DEFAULT_MAX_ROWS, row_grid
+from dpsynth.grid import DEFAULT_MAX_ROWS, row_grid, snap_rows
 from dpsynth.norms import norm_bins
 from dpsynth.private_stats import bound_rows, safe_norms
+from dpsynth.subspace import PublicSubspace
 
 REJECT_REASON_COLUMN = "reject_reason"
 # Checked in this order; a row gets the first reason that applies.
@@ -56,6 +57,7 @@ class InputSpec:
     radius: float
     clip_mode: str
     max_rows: int = DEFAULT_MAX_ROWS  # public bound on rows: fixes the row grid (dpsynth.grid)
+    subspace: Optional[PublicSubspace] = None  # bounded rows are then mapped to its k + 1 coordinates
 
     @property
     def grid(self) -> float:
@@ -217,6 +219,9 @@ def validate_table(table: pa.Table, spec: InputSpec) -> ValidationResult:
     shaped_rows = np.flatnonzero(_shaped_mask(reason))
     passing = reason[shaped_rows] < 0
     bounded, boundable, clipped = bound_rows(X[passing], spec.radius, spec.clip_mode, spec.grid)
+    if spec.subspace is not None:
+        # [rows, k + 1]: the same norms, on the row grid again (dpsynth.subspace)
+        bounded = snap_rows(spec.subspace.encode(bounded), spec.radius, spec.grid)
     keep_rows = shaped_rows[passing]
     reason[keep_rows[~boundable]] = REJECT_REASONS.index("zero_norm")
     keep_rows = keep_rows[boundable]
