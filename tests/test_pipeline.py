@@ -16,8 +16,11 @@ from beam_pipeline.synthesize import run_local_job, run_synthesis_job
 from dpsynth import algorithm
 from dpsynth.calibration import plan_releases
 from dpsynth.params import SynthesisConfig
+from dpsynth.subspace import fit_public_subspace
 from dpsynth.validation import ValidBatch
 from transforms.release import ReleasePass
+
+from tests.conftest import make_mixture_data
 
 RUNNER = ["--runner=FnApiRunner"]
 
@@ -39,15 +42,22 @@ def test_release_pass_in_a_test_pipeline_emits_every_class():
         assert_that(counts, equal_to([[(0, 2.0), (1, 2.0), (2, 0.0)]]))
 
 
-@pytest.mark.parametrize("rounds,covariance,reread", [(1, "spherical", False), (2, "diagonal", True),
-                                                     (2, "full", True), (1, "spherical", True),
-                                                     (1, "lowrank", False)])
-def test_beam_and_local_agree_bit_for_bit_without_noise(parquet_input, tmp_path, rounds, covariance, reread):
+@pytest.mark.parametrize("rounds,covariance,reread,public", [(1, "spherical", False, False),
+                                                            (2, "diagonal", True, False), (2, "full", True, False),
+                                                            (1, "spherical", True, False),
+                                                            (1, "lowrank", False, False), (1, "full", True, True)])
+def test_beam_and_local_agree_bit_for_bit_without_noise(parquet_input, tmp_path, rounds, covariance, reread,
+                                                        public):
     # Rows on the row grid make every aggregate an exact float64 sum (dpsynth.grid), so the release
     # cannot depend on the order or the batching of the rows: the local reference runs on the rows
     # shuffled and cut into other files and row groups, and Beam on the original files.
+    # public: the rows are modelled in a subspace fitted on other (public) rows (dpsynth.subspace).
+    subspace = None
+    if public:
+        subspace = fit_public_subspace(make_mixture_data(seed=9, rows=400)[0], 4, radius=1.0, clip_mode="normalize",
+                                       source="test rows")
     config = SynthesisConfig(epsilon=1.0, delta=1e-5, labels=parquet_input["label_set"], rounds=rounds,
-                             covariance=covariance, disable_noise=True, noise_seed=5)
+                             covariance=covariance, disable_noise=True, noise_seed=5, subspace=subspace)
     table = pq.read_table(parquet_input["pattern"].replace("part-*.parquet", ""))
     shuffled = table.take(np.random.default_rng(rounds).permutation(table.num_rows))
     other = tmp_path / "shuffled"
@@ -71,6 +81,10 @@ def test_beam_and_local_agree_bit_for_bit_without_noise(parquet_input, tmp_path,
     assert (a["low_rank"] is not None) == (covariance == "lowrank")  # the pooled scatter's stage too
     assert a["low_rank"] == b["low_rank"]
     assert a["row_norms"] is not None and a["row_norms"] == b["row_norms"]  # the norm stage too
+    assert (a["subspace"] is not None) == public and a["subspace"] == b["subspace"]
+    assert len(a["classes"][0]["means"][0]) == (5 if public else 8)  # fitted in k + 1 = 5 coordinates
+    synthetic = pq.read_table(tmp_path / "beam" / "synthetic-00000-of-00001.parquet")
+    assert len(synthetic.column("embedding")[0]) == 8  # drawn back in the input's d
     assert local.rows_per_class == beam_run.rows_per_class
     assert beam_run.diagnostics["rows_read"] == beam_run.diagnostics["rows_valid"] == 2000
 

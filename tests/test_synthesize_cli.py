@@ -152,3 +152,64 @@ def test_auto_above_d_1024_releases_the_pooled_scatter_and_says_so(tmp_path, cap
     names = [m["name"] for m in json.loads((out / "privacy.json").read_text())["mechanisms"]]
     assert "final_within_scatter" in names
     assert "Low rank: every component shares the" in (out / "report.md").read_text()
+
+
+def _public_file(tmp_path, rows: int = 600, dimension: int = 8, seed: int = 9, name: str = "public.parquet") -> Path:
+    from tests.conftest import embedding_table, make_mixture_data
+
+    X, y = make_mixture_data(rows=rows, seed=seed, dimension=dimension)
+    path = tmp_path / name
+    pq.write_table(embedding_table(X, y), path)
+    return path
+
+
+def test_public_rows_fit_the_mixture_in_their_subspace_and_every_file_says_so(parquet_input, tmp_path, capsys):
+    public = _public_file(tmp_path)
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "--input", parquet_input["pattern"], "--output", str(out), *BASE,
+                             "--labels", "ant,bee,cat,dog", "--runner", "local", "--public-rows", str(public),
+                             "--public-dim", "3")
+    assert code == 0, err
+    mixture = json.loads((out / "gmm.json").read_text())
+    assert mixture["dimension"] == 4 and len(mixture["classes"][0]["means"][0]) == 4  # 3 directions + residual
+    assert mixture["subspace"]["num_directions"] == 3 and mixture["subspace"]["input_dimension"] == 8
+    assert np.asarray(mixture["subspace"]["basis"]).shape == (3, 8)
+    privacy = json.loads((out / "privacy.json").read_text())
+    assert privacy["public_inputs"][0]["name"] == "public_subspace" and privacy["spent"]["epsilon"] <= 1.0
+    assert privacy["public_inputs"][0]["sha256"] == mixture["subspace"]["sha256"]
+    assert "Public subspace: the mixture was fitted in 4 coordinates" in (out / "report.md").read_text()
+    synthetic = pq.read_table(out / "synthetic-00000-of-00001.parquet")
+    assert synthetic.num_rows > 1500 and len(synthetic.column("embedding")[0]) == 8  # the encoder's own d
+    from dpsynth.release import load_release
+
+    X, _, _ = load_release(str(out)).mixture.sample(100)  # anyone can draw again from gmm.json alone
+    assert X.shape == (100, 8)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--public-dim", "3"], "--public-dim needs --public-rows"),
+    (["--public-rows", "{wide}"], "embeddings of 16 values, but the input is 8-d"),
+    (["--public-rows", "{bad}"], "non-finite values"),
+    (["--public-rows", "{none}"], "no input files match"),
+    (["--public-rows", "{public}", "--public-dim", "0"], "--public-dim must be a positive integer"),
+])
+def test_bad_public_rows_are_one_line_errors_before_any_work(parquet_input, tmp_path, capsys, extra, message):
+    paths = {"wide": _public_file(tmp_path, dimension=16, name="wide.parquet"), "public": _public_file(tmp_path),
+             "none": tmp_path / "nowhere" / "missing-*.parquet", "bad": tmp_path / "bad.parquet"}
+    pq.write_table(pa.table({"embedding": pa.array([[np.nan] * 8] * 4, pa.list_(pa.float32(), 8)),
+                             "label": [0, 1, 0, 1]}), paths["bad"])
+    extra = [a.format(**{k: str(v) for k, v in paths.items()}) for a in extra]
+    code, _, err = _run(capsys, "--input", parquet_input["pattern"], "--output", str(tmp_path / "o"), *BASE,
+                        "--labels", "ant,bee,cat,dog", "--runner", "local", *extra)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_output_may_not_lie_inside_the_public_rows(parquet_input, tmp_path, capsys):
+    public_dir = tmp_path / "public"
+    public_dir.mkdir()
+    _public_file(public_dir)
+    code, _, err = _run(capsys, "--input", parquet_input["pattern"], "--output", str(public_dir / "out"), *BASE,
+                        "--labels", "ant,bee,cat,dog", "--runner", "local", "--public-rows", str(public_dir))
+    assert code == 2 and "--public-rows" in err
+    assert sorted(p.name for p in public_dir.iterdir()) == ["public.parquet"]
