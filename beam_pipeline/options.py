@@ -84,7 +84,8 @@ def add_synthesis_arguments(parser: argparse.ArgumentParser) -> None:
                         help="normalize rows onto the R-sphere (default) or clip them into the R-ball")
     parser.add_argument("--covariance", choices=COVARIANCES, default="auto",
                         help="covariance model of each component: full (one released d x d shape per class, "
-                             "shrunk towards the pooled within-class shape by its noise; d <= 1024), lowrank "
+                             "from its rows' centred, clipped scatter, shrunk towards the pooled within-class "
+                             "shape by its noise; d <= 1024), lowrank "
                              "(diagonal plus the directions of one pooled within-component scatter matrix that clear "
                              "its noise), spherical or diagonal; auto (default): full up to d = 1024 (d = 128 with "
                              "discovered labels) while all classes' matrices fit 2^25 values, else lowrank while its "

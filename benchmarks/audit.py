@@ -40,7 +40,7 @@ def round_audits(runs: int, alpha: float) -> None:
     for total in (1.0, 4.0, 8.0):
         config = SynthesisConfig(epsilon=total, delta=DELTA, labels=(0,), max_clusters=2)
         plan = plan_releases(config, DIM, discover_labels=False)
-        claim = claimed_epsilon(plan.ledger, "final", DELTA)
+        claim = claimed_epsilon(plan.ledger, ("final_count", "final_sum"), DELTA)
         audit = RoundAudit(plan, np.eye(DIM)[:2], np.array([40.0, 60.0]), base_total, np.eye(DIM)[0])
         variants = [("correct", audit, SecureNoise()),
                     ("noise halved (bug)", audit, ScaledNoise(SecureNoise(), 0.5)),

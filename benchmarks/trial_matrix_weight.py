@@ -3,9 +3,11 @@
     PYTHONPATH=. python benchmarks/trial_matrix_weight.py fmnist-scatternet,fmnist-effnet,spam-minilm
 
 Public rows A stand in for the private set, rows B score the fixed MLP
-(benchmarks/public_rows.py). The weight of the class second-moment matrix
-(BudgetWeights.class_covariance) is swapped in for each run; every other
-setting is the default. One JSON line per run (kept in
+(benchmarks/public_rows.py). The weight of the full covariance's class
+matrices (BudgetWeights.within_scatter; until the fourth round the class
+pass's uncentred second-moment matrices, BudgetWeights.class_covariance, when
+the kept results were made) is swapped in for each run; every other setting
+is the default. One JSON line per run (kept in
 benchmarks/results/public_matrix_weight.jsonl).
 """
 import dataclasses
@@ -29,7 +31,7 @@ if __name__ == "__main__":
             for eps in (0.25, 0.5, 1.0, 4.0):
                 for weight in (0.25, 0.5, 1.0):
                     calibration.BudgetWeights = dataclasses.make_dataclass(
-                        "TrialWeights", [("class_covariance", float, weight)], bases=(default_weights,), frozen=True)
+                        "TrialWeights", [("within_scatter", float, weight)], bases=(default_weights,), frozen=True)
                     try:
                         accuracy, _ = score_dpsynth(split, eps)
                     finally:

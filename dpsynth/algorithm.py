@@ -1,11 +1,10 @@
 """The sequence of DP passes, as pure functions shared by Beam and the local reference.
 
 A run is 2 + T passes over the private rows: the class pass (noisy count and
-sum per class, and with a full covariance the class's second-moment matrix),
-the seeding pass (noisy count and sum per SimHash bucket), and
-T Lloyd rounds (noisy count and sum per nearest centre; the last one also
-releases second moments when the covariance model needs them, and *is* the
-mixture). Between passes only released values are used. Each pass is
+sum per class), the seeding pass (noisy count and sum per SimHash bucket),
+and T Lloyd rounds (noisy count and sum per nearest centre; the last one also
+releases second moments and within-component scatter when the covariance
+model needs them, and *is* the mixture). Between passes only released values are used. Each pass is
 described by a PassSpec (dpsynth.passes); `advance` turns one pass's release
 into the next pass's spec, with one function per kind of pass, so that a
 pipeline runner only has to aggregate, add noise, and call `advance`.
@@ -61,7 +60,6 @@ class RunState:
     next_pass: Optional[PassSpec]
     mixture: Optional[gmm.ReleasedMixture] = None
     whole_class: dict[int, tuple[WholeClassRelease, ...]] = dataclasses.field(default_factory=dict)
-    class_covariance: dict[int, gmm.ClassCovarianceRelease] = dataclasses.field(default_factory=dict)
     norm_histograms: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # released, [NUM_BINS]
 
     @property
@@ -71,11 +69,11 @@ class RunState:
     def for_workers(self) -> "RunState":
         """What a pass's workers need (the pass spec), without the releases kept for the fit.
 
-        The class matrices alone can reach 2^25 values; every worker reads
-        the state as a side input in every pass, so they stay on the
-        driver-side chain that advances the run.
+        Every worker reads the state as a side input in every pass, so the
+        releases only the fit needs stay on the driver-side chain that
+        advances the run.
         """
-        return dataclasses.replace(self, whole_class={}, class_covariance={}, norm_histograms={})
+        return dataclasses.replace(self, whole_class={}, norm_histograms={})
 
 
 def num_passes(config: SynthesisConfig) -> int:
@@ -84,10 +82,7 @@ def num_passes(config: SynthesisConfig) -> int:
 
 def initial_state(labels: tuple[Any, ...], plan: ReleasePlan) -> RunState:
     partitioners: dict[int, Partitioner] = {c: WholeClass() for c in range(len(labels))}
-    second = None
-    if plan.class_covariance_sigma is not None:
-        second = SecondMomentRelease("matrix", plan.class_covariance_sigma, plan.class_covariance_grid)
-    spec = PassSpec(0, PassKind.CLASS, partitioners, plan.class_pass, second, plan.norm_sigma)
+    spec = PassSpec(0, PassKind.CLASS, partitioners, plan.class_pass, None, plan.norm_sigma)
     return RunState(labels, summaries={}, notes={}, next_pass=spec)
 
 
@@ -100,9 +95,8 @@ def batch_stats(batch: ValidBatch, spec: PassSpec) -> dict[int, Stats]:
     bins = batch.norm_bins if spec.norm_sigma is not None else None
     out = partial_stats(batch.class_ids, batch.embeddings, spec.partitioners, spec.second_moment, bins)
     if spec.scatter is not None:
-        scatter = centred_scatter(batch.class_ids, batch.embeddings, spec.partitioners, spec.scatter.scale,
-                                  spec.scatter.row_grid)
-        out[POOLED_KEY] = Stats(np.zeros(1), np.zeros((1, 0)), scatter[None, :])
+        scatter = centred_scatter(batch.class_ids, batch.embeddings, spec.partitioners, spec.scatter)
+        out[POOLED_KEY] = Stats(np.zeros(len(scatter)), np.zeros((len(scatter), 0)), scatter)
     return out
 
 
@@ -128,10 +122,7 @@ def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, d
     total = release_gaussian(exact.total, noise.sum_sigma, noise.sum_grid, source, stream + ("sum",))
     second = hist = None
     if spec.second is not None:
-        exact_second = exact.second
-        if spec.second.moment == "matrix":  # aggregated unscaled (exact); packed once, here
-            exact_second = scale_packed(exact_second, dimension)
-        second = release_gaussian(exact_second, spec.second.sigma, spec.second.grid, source, stream + ("second",))
+        second = release_gaussian(exact.second, spec.second.sigma, spec.second.grid, source, stream + ("second",))
     if spec.norm_sigma is not None:
         exact_hist = exact.norms if exact.norms is not None else np.zeros((num_keys, norms.NUM_BINS))
         hist = release_gaussian(exact_hist, spec.norm_sigma, noise.count_grid, source, stream + ("norms",))
@@ -140,9 +131,9 @@ def release_class_stats(class_id: int, exact: Optional[Stats], spec: PassSpec, d
 
 def _release_pooled_scatter(exact: Optional[Stats], spec: PassSpec, dimension: int, source: NoiseSource
                             ) -> ReleasedStats:
-    """The pooled scatter's release (part of the release step): packed as by pack_outer, noise once."""
-    assert spec.scatter is not None, f"{spec.name} releases no pooled scatter"
-    upper = np.zeros((1, packed_size(dimension))) if exact is None else exact.second
+    """The scatter matrices' release (part of the release step): packed as by pack_outer, noise once."""
+    assert spec.scatter is not None, f"{spec.name} releases no scatter"
+    upper = np.zeros((spec.scatter.num_matrices, packed_size(dimension))) if exact is None else exact.second
     noisy = release_gaussian(scale_packed(upper, dimension), spec.scatter.sigma, spec.scatter.grid, source,
                              (spec.name, "pooled", "scatter"))
     return ReleasedStats(np.zeros(len(noisy)), np.zeros((len(noisy), 0)), noisy)
@@ -164,8 +155,12 @@ def _round_spec(index: int, centres: dict[int, np.ndarray], plan: ReleasePlan, c
         second = SecondMomentRelease("diagonal" if plan.covariance in ("diagonal", "lowrank") else "scalar",
                                      plan.second_moment_sigma, plan.second_moment_grid)
     if kind is PassKind.FINAL and plan.scatter_sigma is not None:
-        scatter = ScatterRelease(gmm.scatter_scale(summaries, plan.radius), plan.scatter_sigma, plan.scatter_grid,
-                                 plan.scatter_row_grid)
+        if plan.covariance == "full":  # one matrix per class, each at its own class's scale
+            scales = tuple(gmm.class_scatter_scale(summaries[c], plan.radius) for c in range(len(summaries)))
+        else:
+            scales = (gmm.scatter_scale(summaries, plan.radius),)
+        scatter = ScatterRelease(scales, plan.scatter_sigma, plan.scatter_grid, plan.scatter_row_grid,
+                                 per_class=plan.covariance == "full")
     return PassSpec(index, kind, partitioners, noise, second, scatter=scatter)
 
 
@@ -176,7 +171,7 @@ def _whole_class_history(state: RunState, released: dict[int, ReleasedStats], sp
     for class_id, partitioner in spec.partitioners.items():
         previous = state.whole_class.get(class_id, ())
         if partitioner.num_keys == 1 and len(previous) == spec.index and class_id in released:
-            stats = released[class_id]  # the count and sum only: a class matrix is kept apart
+            stats = released[class_id]  # the count and sum only
             history[class_id] = previous + (
                 WholeClassRelease(ReleasedStats(stats.count, stats.total), spec.noise.count_sigma,
                                   spec.noise.sum_sigma),)
@@ -225,14 +220,10 @@ def _after_class_pass(state: RunState, spec: PassSpec, released: dict[int, Relea
             notes[c] = (f"noisy count {summary.noisy_count:.0f} is below the "
                         f"{min_rows_to_keep(plan.final_pass.count_sigma):.0f} rows needed to fit")
     partitioners = seed_partitioners(summaries, plan.seed_pass.count_sigma, plan.dimension)
-    covariance = {}
-    if spec.second is not None and spec.second.moment == "matrix":
-        covariance = {c: gmm.ClassCovarianceRelease(s.second[0], float(s.count[0]), spec.second.sigma)
-                      for c, s in released.items()}
     norm_histograms = {c: s.norms[0] for c, s in released.items() if s.norms is not None}
     return dataclasses.replace(state, summaries=summaries, notes=notes,
                                next_pass=PassSpec(spec.index + 1, PassKind.SEED, partitioners, plan.seed_pass),
-                               class_covariance=covariance, norm_histograms=norm_histograms)
+                               norm_histograms=norm_histograms)
 
 
 def _after_seed_pass(state: RunState, spec: PassSpec, released: dict[int, ReleasedStats], plan: ReleasePlan,
@@ -259,9 +250,14 @@ def _after_final_pass(state: RunState, spec: PassSpec, released: dict[int, Relea
                       config: SynthesisConfig) -> RunState:
     """The mixture: the final release, with every pass's release of a class that no pass split."""
     final = dict(released)
-    pooled = final.pop(POOLED_KEY, None)
-    scatter = None if pooled is None else gmm.PooledScatterRelease(pooled.second[0], spec.scatter.scale,
-                                                             spec.scatter.sigma)
+    within = final.pop(POOLED_KEY, None)
+    scatter, class_scatter = None, {}
+    if within is not None and spec.scatter.per_class:  # "full": each class's own centred scatter
+        class_scatter = {c: gmm.ClassScatterRelease(within.second[c], state.summaries[c].noisy_count,
+                                                    spec.scatter.sigma, spec.scatter.scale_of(c))
+                         for c in range(state.num_classes)}
+    elif within is not None:  # "lowrank": the one pooled scatter
+        scatter = gmm.PooledScatterRelease(within.second[0], spec.scatter.scale_of(0), spec.scatter.sigma)
     sigmas = {}
     for class_id, releases in state.whole_class.items():
         if len(releases) > 1:  # kept whole by every pass: all of them estimate the same aggregates
@@ -273,7 +269,7 @@ def _after_final_pass(state: RunState, spec: PassSpec, released: dict[int, Relea
         summary = state.summaries.get(class_id)
         class_releases.append(gmm.ClassRelease(label, final.get(class_id), count_sigma, sum_sigma,
                                                None if summary is None else summary.noisy_count,
-                                               state.notes.get(class_id, ""), state.class_covariance.get(class_id)))
+                                               state.notes.get(class_id, ""), class_scatter.get(class_id)))
     mixture = gmm.fit_releases(class_releases, dimension=plan.dimension, radius=plan.radius,
                                clip_mode=config.clip_mode, covariance=plan.covariance, private=config.is_private,
                                scatter=scatter)
@@ -284,7 +280,7 @@ def _after_final_pass(state: RunState, spec: PassSpec, released: dict[int, Relea
                                                                           plan.norm_sigma))
     # The fit has used the releases kept for it: the finished state holds the mixture instead.
     return dataclasses.replace(state, next_pass=None, mixture=finite.require_finite_mixture(mixture),
-                               whole_class={}, class_covariance={}, norm_histograms={})
+                               whole_class={}, norm_histograms={})
 
 
 _AFTER_PASS: dict[PassKind, Callable[[RunState, PassSpec, dict[int, ReleasedStats], ReleasePlan, SynthesisConfig],

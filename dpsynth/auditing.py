@@ -129,8 +129,8 @@ class ScaledNoise:
 
 # --- Harnesses: the real release code on adjacent datasets -----------------------
 
-def claimed_epsilon(ledger, prefix: str, delta: float) -> float:
-    """Epsilon the ledger claims for the mechanisms whose names start with `prefix` alone."""
+def claimed_epsilon(ledger, prefix: str | tuple[str, ...], delta: float) -> float:
+    """Epsilon the ledger claims for the mechanisms whose names start with `prefix` (or one of them) alone."""
     from dpsynth.accounting import composed_epsilon
 
     mechanisms = [m for m in ledger.mechanisms if m.name.startswith(prefix)]
@@ -323,12 +323,10 @@ class ReleaseKindAudit:
         whole = {0: WholeClass()}
         noise = {PassKind.CLASS: plan.class_pass, PassKind.SEED: plan.seed_pass, PassKind.LLOYD: plan.round_passes[0],
                  PassKind.FINAL: plan.final_pass}
-        if name == "class_second_moment_matrix":
-            second = SecondMomentRelease("matrix", plan.class_covariance_sigma, plan.class_covariance_grid)
-            return PassSpec(0, PassKind.CLASS, whole, plan.class_pass, second), "second"
         if name == "final_within_scatter":  # one centre, the base rows' mean; a public scale
             centre = NearestCentre(np.mean(self.base_rows, axis=0, keepdims=True).astype(np.float64))
-            scatter = ScatterRelease(SCATTER_AUDIT_SCALE, plan.scatter_sigma, plan.scatter_grid, plan.scatter_row_grid)
+            scatter = ScatterRelease((SCATTER_AUDIT_SCALE,), plan.scatter_sigma, plan.scatter_grid,
+                                     plan.scatter_row_grid, per_class=plan.covariance == "full")
             return PassSpec(FIRST_ROUND_INDEX, PassKind.FINAL, {0: centre}, plan.final_pass, scatter=scatter), "scatter"
         if name == "class_norm_histogram":
             return PassSpec(0, PassKind.CLASS, whole, plan.class_pass, norm_sigma=plan.norm_sigma), "norms"
@@ -345,7 +343,7 @@ class ReleaseKindAudit:
 
     def statistic(self, with_record: bool, runs: int, source) -> np.ndarray:
         from dpsynth.algorithm import release_class_stats
-        from dpsynth.private_stats import Stats, bound_rows, key_stats, safe_norms, scale_packed
+        from dpsynth.private_stats import Stats, bound_rows, key_stats, safe_norms
         from dpsynth.norms import norm_bins
 
         if self.mechanism == "label_selection":
@@ -375,8 +373,6 @@ class ReleaseKindAudit:
         if field == "norms":  # the record adds 1 to its own bin
             return released.norms[:, record_bin]
         contribution = key_stats(np.zeros(1, np.int64), record, 1, spec.second_moment).second
-        if spec.second_moment == "matrix":
-            contribution = scale_packed(contribution, d)
         direction = contribution.ravel() / np.linalg.norm(contribution)
         return released.second.reshape(runs, -1) @ direction
 
@@ -388,9 +384,8 @@ class ReleaseKindAudit:
 
         d = rows.shape[1]
 
-        def scatter(X: np.ndarray) -> np.ndarray:
-            return centred_scatter(np.zeros(len(X), np.int32), X, spec.partitioners, spec.scatter.scale,
-                                   spec.scatter.row_grid)
+        def scatter(X: np.ndarray) -> np.ndarray:  # class 0's matrix (the only one, pooled or per class)
+            return centred_scatter(np.zeros(len(X), np.int32), X, spec.partitioners, spec.scatter)[0]
 
         exact = scatter(rows)
         tiled = Stats(np.zeros(runs), np.zeros((runs, 0)), np.tile(exact, (runs, 1)))

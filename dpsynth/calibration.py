@@ -51,14 +51,14 @@ class BudgetWeights:
     small classes' counts too noisy to fit (BENCHMARKS.md, "Notes moved from
     code"). The
     class pass exists mostly for its counts (k and the fit decision per
-    class), so it splits its weight evenly. A full covariance adds one
-    release per class, the second-moment matrix, weighted like the final
-    round's sums: its noise is shrunk away in the fit (gmm.shrink_covariance),
+    class), so it splits its weight evenly. The within-component scatter (a
+    full covariance's one matrix per class, a low-rank covariance's one
+    pooled matrix) is weighted like the final round's sums: a full
+    covariance's noise is shrunk away in the fit (gmm.shrink_covariance),
+    and a low-rank one keeps only the directions above it (gmm.fit_low_rank),
     so a weak release costs accuracy only through the budget it takes.
     The row-norm histogram only has to place each class's bulk of norms on
-    a half-octave grid, so it gets a count-sized share. The pooled scatter
-    of a low-rank covariance is weighted like a class matrix: only its
-    directions above the noise are kept (gmm.fit_lowrank).
+    a half-octave grid, so it gets a count-sized share.
     """
 
     labels: float = 0.25
@@ -67,7 +67,6 @@ class BudgetWeights:
     middle_round: float = 0.75
     final_round: float = 1.5
     second_moment: float = 0.5
-    class_covariance: float = 1.0
     norm_histogram: float = 0.25
     within_scatter: float = 1.0
     class_count_fraction: float = 0.5
@@ -100,10 +99,8 @@ class ReleasePlan:
     round_passes: tuple[PassNoise, ...]
     second_moment_sigma: Optional[float]  # None when the final pass releases none
     second_moment_grid: Optional[float]
-    class_covariance_sigma: Optional[float]  # None unless covariance is "full"
-    class_covariance_grid: Optional[float]
     norm_sigma: Optional[float]  # None unless the class pass releases row-norm histograms
-    scatter_sigma: Optional[float]  # None unless covariance is "lowrank" (the final pass's pooled scatter)
+    scatter_sigma: Optional[float]  # None unless covariance is "lowrank" or "full" (the final pass's scatter)
     scatter_grid: Optional[float]
     scatter_row_grid: Optional[float]
     label_sigma: Optional[float]  # None when labels are public
@@ -119,20 +116,15 @@ def needs_second_moment(config: SynthesisConfig) -> bool:
     """Whether the final pass releases second moments per component.
 
     Normalised rows have ||x|| = R, so spherical variances need no extra
-    release; a full covariance takes its scale from the class pass's matrix.
+    release; clipped rows' scale needs one (a scalar per component), and
+    diagonal and low-rank covariances one per coordinate.
     """
-    return (config.covariance in ("diagonal", "lowrank")
-            or (config.clip_mode == "clip" and config.covariance != "full"))
+    return config.covariance in ("diagonal", "lowrank") or config.clip_mode == "clip"
 
 
-def needs_class_covariance(config: SynthesisConfig) -> bool:
-    """Whether the class pass also releases each class's second-moment matrix."""
-    return config.covariance == "full"
-
-
-def needs_pooled_scatter(config: SynthesisConfig) -> bool:
-    """Whether the final pass also releases one pooled within-component scatter matrix (lowrank)."""
-    return config.covariance == "lowrank"
+def needs_within_scatter(config: SynthesisConfig) -> bool:
+    """Whether the final pass also releases within-component scatter: pooled (lowrank) or per class (full)."""
+    return config.covariance in ("lowrank", "full")
 
 
 def needs_norm_histogram(config: SynthesisConfig) -> bool:
@@ -186,16 +178,10 @@ def _build(config: SynthesisConfig, dimension: int, discover_labels: bool, z_bas
         moment_grid = grid_for(radius**2)
         mechanisms.append(Mechanism(mechanism_name(PassKind.FINAL, "second"), "gaussian", moment_sens,
                                     moment_sigma, 1))
-    covariance_sigma = covariance_grid = None
-    if needs_class_covariance(config):
-        covariance_sens = effective_sensitivity(radius**2, packed_size(dimension))
-        covariance_sigma = z_base / math.sqrt(weights.class_covariance) * covariance_sens
-        covariance_grid = grid_for(radius**2)
-        mechanisms.append(Mechanism(mechanism_name(PassKind.CLASS, "second"), "gaussian", covariance_sens,
-                                    covariance_sigma, 1))
     scatter_sigma = scatter_grid = scatter_row_grid = None
-    if needs_pooled_scatter(config):
-        # Rows centred, scaled by a public scale and clipped into the unit ball: sensitivity 1.
+    if needs_within_scatter(config):
+        # Rows centred, scaled by a public scale and clipped into the unit ball: sensitivity 1 (a
+        # record is in one class, so per class it changes one class's matrix).
         scatter_sens = effective_sensitivity(1.0, packed_size(dimension))
         scatter_sigma = z_base / math.sqrt(weights.within_scatter) * scatter_sens
         scatter_grid = grid_for(1.0)
@@ -209,8 +195,7 @@ def _build(config: SynthesisConfig, dimension: int, discover_labels: bool, z_bas
         mechanisms.append(Mechanism(mechanism_name(PassKind.CLASS, "norms"), "gaussian", norm_sens, norm_sigma, 1))
     parts.update(scatter_sigma=scatter_sigma, scatter_grid=scatter_grid, scatter_row_grid=scatter_row_grid)
     parts.update(norm_sigma=norm_sigma, class_pass=class_pass, seed_pass=seed_pass, round_passes=round_passes,
-                 second_moment_sigma=moment_sigma, second_moment_grid=moment_grid,
-                 class_covariance_sigma=covariance_sigma, class_covariance_grid=covariance_grid)
+                 second_moment_sigma=moment_sigma, second_moment_grid=moment_grid)
     return mechanisms, parts
 
 
@@ -232,12 +217,12 @@ def plan_releases(config: SynthesisConfig, dimension: int, discover_labels: bool
         raise OptionError("embedding dimension {dimension} is above {limit}; project the embeddings to fewer "
                           "dimensions first ({options})", ["project_dim"], dimension=dimension, limit=MAX_DIMENSION)
     config = config.for_dimension(dimension)
-    if needs_class_covariance(config) and dimension > MAX_FULL_COVARIANCE_DIMENSION:
+    if config.covariance == "full" and dimension > MAX_FULL_COVARIANCE_DIMENSION:
         raise OptionError("{covariance}=full holds a d x d matrix per class and needs d <= {limit}, got "
                           "d = {dimension}: project the embeddings to fewer dimensions first ({project_dim}) or "
                           "use {covariance}=diagonal", ["covariance", "project_dim"],
                           limit=MAX_FULL_COVARIANCE_DIMENSION, dimension=dimension)
-    if needs_pooled_scatter(config) and packed_size(dimension) > MAX_AUTO_FULL_COVARIANCE_VALUES:
+    if config.covariance == "lowrank" and packed_size(dimension) > MAX_AUTO_FULL_COVARIANCE_VALUES:
         raise OptionError("{covariance}=lowrank releases one d x d matrix and needs d (d + 1) / 2 <= 2^25, got "
                           "d = {dimension}: project the embeddings to fewer dimensions first ({project_dim}) or "
                           "use {covariance}=diagonal", ["covariance", "project_dim"], dimension=dimension)

@@ -91,11 +91,14 @@ def budget_figure(privacy: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def _matrix_noise_floor(privacy: dict[str, Any], dimension: int, noisy_count: float) -> Optional[float]:
-    """Spectral norm of the noise on a class's covariance: about 2 sqrt(d) sigma / n."""
+def _matrix_noise_floor(privacy: dict[str, Any], dimension: int, noisy_count: float,
+                        scale: Optional[float]) -> Optional[float]:
+    """Spectral norm of the noise on a class's covariance: about 2 sqrt(d) sigma scale^2 / n."""
+    if not scale:
+        return None
     for m in privacy.get("mechanisms") or []:
-        if m.get("name") == "class_second_moment_matrix" and m.get("sigma"):
-            return 2.0 * math.sqrt(dimension) * float(m["sigma"]) / max(noisy_count, 1.0)
+        if m.get("name") == "final_within_scatter" and m.get("sigma"):
+            return 2.0 * math.sqrt(dimension) * float(m["sigma"]) * float(scale) ** 2 / max(noisy_count, 1.0)
     return None
 
 
@@ -116,7 +119,7 @@ def spectrum_figure(gmm: dict[str, Any], privacy: dict[str, Any]) -> bytes:
             per_component = variances.reshape(len(weights), -1).mean(axis=1)
             spectrum = np.sort(np.linalg.eigvalsh(shape))[::-1] * float(weights @ per_component)
             ax.semilogy(np.arange(1, len(spectrum) + 1), spectrum, color=color, label=f"class {c.get('label')}")
-            floor = _matrix_noise_floor(privacy, dimension, float(c.get("noisy_count") or 0.0))
+            floor = _matrix_noise_floor(privacy, dimension, float(c.get("noisy_count") or 0.0), c.get("scatter_scale"))
             if floor is not None:
                 ax.axhline(floor, color=color, linestyle=":", linewidth=1)
         else:

@@ -28,8 +28,8 @@ DIAGONAL_FLOOR_FRACTION = 0.05
 SHAPE_FLOOR_FRACTION = 0.05
 # Rows per sampling shard: bounds a worker's memory whatever num_samples is.
 SAMPLE_CHUNK_ROWS = 65536
-# Low rank: the pooled scatter's rows are clipped at this many RMS class spreads (a centred row
-# beyond it is rare, and a larger scale adds noise in proportion to its square).
+# Scatter matrices (lowrank's pooled one, full's per class) clip centred rows at this many RMS class
+# spreads (a centred row beyond it is rare, and a larger scale adds noise in proportion to its square).
 SCATTER_CLIP_SPREADS = 1.5
 # At most this many directions; one is kept only when its eigenvalue clears the noise's
 # spectral edge by this factor.
@@ -53,6 +53,7 @@ class ClassMixture:
     # fitted classes (1: the pooled shape).
     shape: Optional[np.ndarray] = None
     shrinkage: Optional[float] = None
+    scatter_scale: Optional[float] = None  # the public scale its released scatter's rows were divided by
 
     @property
     def num_components(self) -> int:
@@ -64,7 +65,7 @@ class ClassMixture:
                "weights": self.weights.tolist(), "means": self.means.tolist(),
                "variances": self.variances.tolist()}
         if self.shape is not None:
-            out.update(shrinkage=self.shrinkage, shape=self.shape.tolist())
+            out.update(shrinkage=self.shrinkage, scatter_scale=self.scatter_scale, shape=self.shape.tolist())
         return out
 
     @functools.cached_property
@@ -155,7 +156,7 @@ class ReleasedMixture:
                                             variances_shape(data["covariance"], k, d)),
                                         c.get("note", ""),
                                         None if shape is None else np.asarray(shape, dtype=np.float64).reshape(d, d),
-                                        c.get("shrinkage")))
+                                        c.get("shrinkage"), c.get("scatter_scale")))
         row_norms, low_rank, subspace = data.get("row_norms"), data.get("low_rank"), data.get("subspace")
         return cls(classes, d, float(data["radius"]), data["clip_mode"], data["covariance"],
                    bool(data["private"]), None if row_norms is None else NormModel.from_json(row_norms),
@@ -238,12 +239,17 @@ def sampling_rng(noise_seed: Optional[int], class_index: int, chunk_index: int) 
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassCovarianceRelease:
-    """The class pass's release of one class's second-moment matrix (full covariance only)."""
+class ClassScatterRelease:
+    """The final pass's release of one class's centred, scaled scatter (full covariance only).
 
-    packed_second: np.ndarray  # [d (d + 1) / 2], see private_stats.pack_outer
-    noisy_count: float  # released in the same pass
+    The packed sum of u u^T, u = (row - its nearest released centre) / scale
+    clipped into the unit ball (algorithm._round_spec, private_stats.centred_scatter).
+    """
+
+    packed_scatter: np.ndarray  # [d (d + 1) / 2], packed as by private_stats.pack_outer
+    noisy_count: float  # the class pass's
     sigma: float  # noise on each packed coordinate
+    scale: float  # public: the rows were divided by it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,7 +268,7 @@ class ClassRelease:
     sum_sigma: float
     noisy_count: Optional[float] = None
     note: str = ""
-    class_covariance: Optional[ClassCovarianceRelease] = None
+    class_scatter: Optional[ClassScatterRelease] = None
 
     def surviving(self) -> Optional[ReleasedStats]:
         """The components whose noisy count clears the keep threshold; None when none does."""
@@ -300,8 +306,10 @@ class Components:
     def mixture(self, covariances: Covariances) -> ClassMixture:
         n = self.stats.count
         noisy_count = float(n.sum()) if self.release.noisy_count is None else self.release.noisy_count
+        scatter = self.release.class_scatter
         return ClassMixture(self.release.label, noisy_count, n / n.sum(), self.means, covariances.variances,
-                            self.release.note, covariances.shape, covariances.shrinkage)
+                            self.release.note, covariances.shape, covariances.shrinkage,
+                            None if scatter is None or covariances.shape is None else scatter.scale)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,15 +331,9 @@ def mean_squared_norms(stats: ReleasedStats, radius: float) -> np.ndarray:
     return np.clip(stats.second.sum(axis=1) / n, 0.0, radius**2)
 
 
-def spherical_variances(components: Components, context: FitContext,
-                        mean_sq_norm: Optional[np.ndarray] = None) -> np.ndarray:
-    """Per component E||x - mu||^2 / d = (E||x||^2 - ||mu||^2) / d, floored.
-
-    mean_sq_norm overrides E||x||^2 where the final pass released no
-    per-component moments.
-    """
-    if mean_sq_norm is None:
-        mean_sq_norm = mean_squared_norms(components.stats, context.radius)
+def spherical_variances(components: Components, context: FitContext) -> np.ndarray:
+    """Per component E||x - mu||^2 / d = (E||x||^2 - ||mu||^2) / d, floored."""
+    mean_sq_norm = mean_squared_norms(components.stats, context.radius)
     sq_mean_norm = corrected_sq_norm(components.stats, components.release.sum_sigma)
     return np.maximum((mean_sq_norm - np.minimum(sq_mean_norm, mean_sq_norm)) / context.dimension,
                       context.variance_floor)
@@ -386,12 +388,8 @@ def fit_full(classes: list[Components], context: FitContext) -> list[Covariances
         if within is None:
             out.append(Covariances(spherical_variances(c, context)))
             continue
-        mean_sq_norm = None
-        if context.clip_mode == "clip":  # no per-component moments: the class's mean squared norm
-            mean_sq_norm = np.full(len(c.stats.count),
-                                   np.clip(np.trace(within.second_matrix), 0.0, context.radius**2))
         shape, shrinkage = shrink_covariance(within.covariance, within.noise_fro2, pooled_shape)
-        out.append(Covariances(spherical_variances(c, context, mean_sq_norm), shape, shrinkage))
+        out.append(Covariances(spherical_variances(c, context), shape, shrinkage))
     return out
 
 
@@ -419,14 +417,26 @@ def scatter_scale(summaries: dict[int, Any], radius: float) -> float:
 
     SCATTER_CLIP_SPREADS times the count-weighted RMS of the released class
     spreads (a class's RMS distance to its mean bounds its rows' distance to
-    their nearest centre), within [0.05 R, 2 R]: a row and its centre both lie in the R-ball.
+    their nearest centre), within [0.05 R, R] (_clip_scale).
     """
     fitted = [s for s in summaries.values() if s.num_clusters > 0 and s.noisy_count > 0]
     if not fitted:
-        return 2.0 * radius
+        return radius
     weights = np.array([s.noisy_count for s in fitted])
     spread = math.sqrt(float(np.sum(weights * np.array([s.spread for s in fitted]) ** 2) / weights.sum()))
-    return float(min(2.0 * radius, max(0.05 * radius, SCATTER_CLIP_SPREADS * spread)))
+    return _clip_scale(SCATTER_CLIP_SPREADS * spread, radius)
+
+
+def class_scatter_scale(summary: Any, radius: float) -> float:
+    """One class's scatter scale: SCATTER_CLIP_SPREADS times its released spread, within [0.05 R, R]."""
+    if summary.num_clusters == 0:
+        return radius
+    return _clip_scale(SCATTER_CLIP_SPREADS * summary.spread, radius)
+
+
+def _clip_scale(scale: float, radius: float) -> float:
+    """Within [0.05 R, R]: above R the noise (in proportion to scale^2) would exceed an uncentred matrix's."""
+    return float(min(radius, max(0.05 * radius, scale)))
 
 
 def fit_low_rank(scatter: PooledScatterRelease, noisy_rows: float, dimension: int) -> LowRank:
@@ -486,56 +496,34 @@ def unfitted_class(release: ClassRelease, dimension: int, covariance: str) -> Cl
                         release.note or "no component survived the noise")
 
 
-def class_second_matrix(packed: np.ndarray, noisy_count: float, dimension: int, radius: float,
-                        clip_mode: str) -> np.ndarray:
-    """E[x x^T] of one class from its released packed sum and count.
-
-    Normalised rows all have ||x||^2 = R^2, so the trace is known exactly and
-    the diagonal's noise is shifted off it (public knowledge, no privacy cost).
-    """
-    matrix = unpack_symmetric(packed, dimension) / max(noisy_count, 1.0)
-    if clip_mode == "normalize":
-        matrix += (radius**2 - np.trace(matrix)) / dimension * np.eye(dimension)
-    return matrix
-
-
-def within_scatter(second_matrix: np.ndarray, means: np.ndarray, counts: np.ndarray, sum_sigma: float,
-                   matrix_sigma: float, matrix_count: float) -> tuple[np.ndarray, float]:
-    """A class's within-component covariance from its released E[x x^T], and its noise's E||.||_F^2.
-
-    The components' mean outer products are taken off, each noisy mean's own
-    noise (sigma^2 / n_j^2 per coordinate) taken back out of them.
-    """
-    dimension = len(second_matrix)
-    weights = counts / counts.sum()
-    between = (means * weights[:, None]).T @ means
-    between -= np.sum(weights * sum_sigma**2 / counts**2) * np.eye(dimension)
-    noise_fro2 = packed_size(dimension) * matrix_sigma**2 / max(matrix_count, 1.0) ** 2
-    return second_matrix - between, noise_fro2
-
-
 @dataclasses.dataclass(frozen=True)
 class ClassWithin:
-    """One class's within-component covariance, derived once from its released matrix."""
+    """One class's within-component covariance, derived once from its released scatter."""
 
-    second_matrix: np.ndarray  # E[x x^T], [d, d]
-    covariance: np.ndarray  # second_matrix minus the components' mean outer products, [d, d]
+    covariance: np.ndarray  # [d, d]
     noise_fro2: float  # E||noise||_F^2 of covariance
-    weight: float  # the matrix's noisy count
+    weight: float  # the class's noisy count
     poolable: bool  # its noisy count clears the keep threshold
 
 
 def class_within(components: Components, context: FitContext) -> Optional[ClassWithin]:
-    """A fitted class's within covariance from its released matrix (post-processing); None without one."""
-    matrix = components.release.class_covariance
-    if matrix is None:
+    """A fitted class's within covariance from its released scatter (post-processing); None without one.
+
+    The rows were centred on their components' centres before they were
+    summed, so the scatter is the within-component covariance itself, in
+    units of scale^2; its noise is sigma scale^2 / n per packed coordinate.
+    Clipping at SCATTER_CLIP_SPREADS spreads shortens the rare far rows,
+    which changes the level more than the shape, and only the shape is used.
+    """
+    scatter = components.release.class_scatter
+    if scatter is None:
         return None
-    second = class_second_matrix(matrix.packed_second, matrix.noisy_count, context.dimension, context.radius,
-                                 context.clip_mode)
-    covariance, noise_fro2 = within_scatter(second, components.means, components.stats.count,
-                                            components.release.sum_sigma, matrix.sigma, matrix.noisy_count)
-    return ClassWithin(second, covariance, noise_fro2, matrix.noisy_count,
-                       matrix.noisy_count >= min_rows_to_keep(components.release.count_sigma))
+    n = max(scatter.noisy_count, 1.0)
+    unit = scatter.scale**2 / n
+    covariance = unpack_symmetric(scatter.packed_scatter, context.dimension) * unit
+    noise_fro2 = packed_size(context.dimension) * (scatter.sigma * unit) ** 2
+    return ClassWithin(covariance, noise_fro2, scatter.noisy_count,
+                       scatter.noisy_count >= min_rows_to_keep(components.release.count_sigma))
 
 
 def pooled_within_shape(withins: list[ClassWithin]) -> Optional[np.ndarray]:

@@ -66,8 +66,8 @@ class SynthesisConfig:
       (one per coordinate; costs a release of per-coordinate second moments)
       or "full" (each class's components share the shape of one released
       d x d within-component covariance, shrunk towards the pooled within-class shape as far as
-      its noise demands, each component keeping its own scale; costs a
-      second-moment matrix per class, d <= 1024). "lowrank" is "diagonal"
+      its noise demands, each component keeping its own scale; costs one
+      centred, clipped scatter matrix per class in the final pass, d <= 1024). "lowrank" is "diagonal"
       plus the top directions of one pooled within-component scatter matrix
       (rows centred on their released centre, clipped, released once for the
       whole run in the final pass; the directions kept are those above its

@@ -31,7 +31,7 @@ class PassKind(enum.Enum):
     FINAL = "final"  # nearest released centre; its release is the mixture
 
 
-# The key of a pass's one release pooled over all classes (the lowrank scatter): no class has it.
+# The key of a pass's one release over all classes (the within-component scatter): no class has it.
 POOLED_KEY = -1
 # Passes 0 and 1 are the class and seeding passes; the rounds start here.
 FIRST_ROUND_INDEX = 2
@@ -68,8 +68,6 @@ def mechanism_name(kind: PassKind, field: str) -> str:
     """
     if field in ("count", "sum"):
         return f"{kind.value}_{field}"
-    if field == "second" and kind is PassKind.CLASS:
-        return "class_second_moment_matrix"
     if field == "second" and kind is PassKind.FINAL:
         return "final_second_moment"
     if field == "norms" and kind is PassKind.CLASS:
@@ -83,25 +81,40 @@ def mechanism_name(kind: PassKind, field: str) -> str:
 class SecondMomentRelease:
     """A pass's release of per-key second moments: which moment, and the plan's noise on it."""
 
-    moment: str  # "scalar", "diagonal" or "matrix" (private_stats.SecondMoment)
+    moment: str  # "scalar" or "diagonal" (private_stats.SecondMoment)
     sigma: float
     grid: float
 
 
 @dataclasses.dataclass(frozen=True)
 class ScatterRelease:
-    """The final pass's one pooled release of within-component scatter (covariance "lowrank").
+    """The final pass's release of within-component scatter ("lowrank": pooled; "full": one per class).
 
     Every row is centred on its nearest released centre, scaled by 1 / scale
     and clipped into the unit ball, so one record adds at most 1 to the
-    packed matrix's L2 norm whatever the data: scale is a public value
-    (derived from the class pass's release), the sensitivity a constant.
+    packed matrices' L2 norm whatever the data (a record is in one class, so
+    it changes one class's matrix): the scales are public values (derived
+    from the class pass's release), the sensitivity a constant. Pooled, one
+    scale serves every class and the release is one matrix; per class, the
+    release holds one matrix per class label, scaled by its own class's.
     """
 
-    scale: float
+    scales: tuple[float, ...]  # one per class id (per_class), or the one pooled scale
     sigma: float
     grid: float  # the release grid of the packed sum
     row_grid: float  # the grid the scaled rows are snapped to, so that their sums are exact
+    per_class: bool = False
+
+    @property
+    def num_matrices(self) -> int:
+        return len(self.scales) if self.per_class else 1
+
+    def scale_of(self, class_id: int) -> float:
+        return self.scales[class_id] if self.per_class else self.scales[0]
+
+    def row_of(self, class_id: int) -> int:
+        """Which released matrix a class's rows add to."""
+        return class_id if self.per_class else 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +127,7 @@ class PassSpec:
     noise: PassNoise
     second: Optional[SecondMomentRelease] = None
     norm_sigma: Optional[float] = None  # the class pass's row-norm histograms (dpsynth.norms)
-    scatter: Optional[ScatterRelease] = None  # the final pass's pooled scatter (lowrank only)
+    scatter: Optional[ScatterRelease] = None  # the final pass's within-component scatter (lowrank, full)
 
     @property
     def name(self) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol
 
 import numpy as np
 from scipy import sparse
@@ -31,10 +31,13 @@ from scipy import sparse
 from dpsynth.norms import NUM_BINS as NORM_BINS, histogram as norm_histogram
 from dpsynth.grid import row_grid, snap_public, snap_rows
 
+if TYPE_CHECKING:  # passes describes what this module aggregates
+    from dpsynth.passes import ScatterRelease
+
 # Seed of the public (data-independent) SimHash directions.
 SIMHASH_SEED = 20250616
 
-# None, "scalar" (sum ||x||^2), "diagonal" (sum x*x) or "matrix" (sum x x^T, packed: see pack_outer)
+# None, "scalar" (sum ||x||^2) or "diagonal" (sum x*x); the scatter matrices are centred_scatter's
 SecondMoment = Optional[str]
 
 
@@ -63,8 +66,6 @@ class Stats:
             second = np.zeros(num_keys)
         elif second_moment == "diagonal":
             second = np.zeros((num_keys, dimension))
-        elif second_moment == "matrix":
-            second = np.zeros((num_keys, packed_size(dimension)))
         hist = np.zeros((num_keys, NORM_BINS)) if with_norms else None
         return cls(np.zeros(num_keys), np.zeros((num_keys, dimension)), second, hist)
 
@@ -257,32 +258,33 @@ def key_stats(keys: np.ndarray, X: np.ndarray, num_keys: int, second_moment: Sec
         stats.second = np.bincount(keys, weights=np.einsum("ij,ij->i", X64, X64), minlength=num_keys)
     elif second_moment == "diagonal":
         stats.second = np.asarray(indicator @ (X64 * X64))
-    elif second_moment == "matrix":
-        # Unscaled upper triangle while private: release_class_stats scales the combined total.
-        stats.second = np.stack([upper_gram(X64[keys == key]) for key in range(num_keys)])
     if norm_bins is not None:
         stats.norms = norm_histogram(keys, norm_bins, num_keys)
     return stats
 
 
 def centred_scatter(class_ids: np.ndarray, X: np.ndarray, partitioners: dict[int, "NearestCentre"],
-                    scale: float, grid: float) -> np.ndarray:
-    """PRIVATE: sum of u u^T over one batch (upper_gram, unscaled), pooled over classes.
+                    scatter: "ScatterRelease") -> np.ndarray:
+    """PRIVATE: sums of u u^T over one batch (upper_gram, unscaled), [num_matrices, d (d + 1) / 2].
 
-    u is a row minus its nearest released centre, divided by the public
-    scale and clipped into the unit ball, then snapped to the grid: one
-    record adds at most 1 to the packed matrix's Frobenius norm, and every
-    partial sum is exact, so batches and runners add up to the same bits.
-    Rows of classes without a partitioner add nothing.
+    u is a row minus its nearest released centre, divided by its class's
+    public scale and clipped into the unit ball, then snapped to the grid:
+    one record adds at most 1 to the packed matrices' Frobenius norm, and
+    every partial sum is exact, so batches and runners add up to the same
+    bits. Pooled, every class adds to the one matrix; per class, to its own
+    row. Rows of classes without a partitioner add nothing.
     """
     X64 = np.asarray(X, dtype=np.float64)
-    units = [np.zeros((0, X.shape[1]), np.float32)]
+    d = X.shape[1]
+    out = np.zeros((scatter.num_matrices, packed_size(d)))
     for class_id, partitioner in partitioners.items():
         rows = X64[class_ids == class_id]
         if len(rows):
             centres = snap_public(partitioner.centres)
-            units.append(bound_rows((rows - centres[partitioner.keys(rows)]) / scale, 1.0, "clip", grid)[0])
-    return upper_gram(np.concatenate(units).astype(np.float64))
+            units = bound_rows((rows - centres[partitioner.keys(rows)]) / scatter.scale_of(class_id), 1.0, "clip",
+                               scatter.row_grid)[0]
+            out[scatter.row_of(class_id)] += upper_gram(units.astype(np.float64))
+    return out
 
 
 def partial_stats(class_ids: np.ndarray, X: np.ndarray, partitioners: dict[int, Partitioner],

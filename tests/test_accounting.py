@@ -60,14 +60,18 @@ def test_noise_free_test_mode_reports_no_privacy():
     assert all(m.sigma == 0 for m in plan.ledger.mechanisms)
 
 
-def test_full_covariance_adds_one_matrix_release_per_class_with_its_sensitivity():
-    plan = plan_releases(SynthesisConfig(epsilon=1, delta=1e-5, covariance="full"), 16, False)
+def test_full_covariance_adds_one_scatter_release_for_all_classes_with_its_sensitivity():
+    plan = plan_releases(SynthesisConfig(epsilon=1, delta=1e-5, covariance="full", radius=4.0), 16, False)
     entries = {m["name"]: m for m in plan.ledger.to_json()["mechanisms"]}
-    matrix = entries["class_second_moment_matrix"]
-    # ||x x^T||_F = ||x||^2 <= R^2 = 1, plus the grid's rounding slack on 16 * 17 / 2 coordinates
+    matrix = entries["final_within_scatter"]
+    # ||u u^T||_F = ||u||^2 <= 1 whatever R (u: a centred row divided by its class's scale, clipped into the
+    # unit ball), plus the grid's rounding slack on 16 * 17 / 2 coordinates; a record is in one class
     assert 1.0 <= matrix["l2_sensitivity"] < 1.01 and matrix["count"] == 1
-    assert "final_second_moment" not in entries  # the matrix gives every scale a full covariance needs
-    assert plan.class_covariance_sigma == pytest.approx(matrix["sigma"])
+    assert "class_second_moment_matrix" not in entries
+    assert "final_second_moment" not in entries  # on the sphere the scales need no second moment
+    assert plan.scatter_sigma == pytest.approx(matrix["sigma"])
+    clipped = plan_releases(SynthesisConfig(epsilon=1, delta=1e-5, covariance="full", clip_mode="clip"), 16, False)
+    assert "final_second_moment" in {m.name for m in clipped.ledger.mechanisms}  # clipped rows' scales
 
 
 def test_auto_covariance_is_full_up_to_the_dimension_cap_then_lowrank_then_diagonal():

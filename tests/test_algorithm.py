@@ -117,30 +117,43 @@ def test_a_one_component_class_uses_every_pass_not_only_the_final_one():
     assert np.mean(squared_errors) < 0.75 * final_only
 
 
-def test_class_matrix_release_has_the_planned_scale_on_every_packed_coordinate():
+def test_class_scatter_release_has_the_planned_scale_on_every_packed_coordinate():
     # Failure probability: 2 * FAILURE_PROBABILITY = 2e-7 (one chi-square bound, two-sided).
+    from dpsynth.passes import FIRST_ROUND_INDEX, POOLED_KEY, ScatterRelease
+    from dpsynth.private_stats import NearestCentre
+
     plan = plan_releases(SynthesisConfig(epsilon=1.0, delta=1e-5, covariance="full"), 40, discover_labels=False)
-    state = algorithm.initial_state(("a", "b", "c", "d", "e"), plan)
-    spec = state.next_pass
-    assert spec.second_moment == "matrix" and spec.second.sigma == plan.class_covariance_sigma
+    scatter = ScatterRelease((0.3,) * 5, plan.scatter_sigma, plan.scatter_grid, plan.scatter_row_grid, per_class=True)
+    spec = PassSpec(FIRST_ROUND_INDEX, PassKind.FINAL, {c: NearestCentre(np.zeros((1, 40))) for c in range(5)},
+                    plan.final_pass, scatter=scatter)
     released = algorithm.release_pass({}, spec, 40, SecureNoise())  # no rows: the release is pure noise
-    noise = np.concatenate([released[c].second.ravel() for c in range(5)]) / plan.class_covariance_sigma
-    assert noise.size == 5 * 40 * 41 // 2
+    noise = released[POOLED_KEY].second / plan.scatter_sigma
+    assert noise.shape == (5, 40 * 41 // 2)  # one matrix per class, every class released
     lo, hi = _chi2_bounds(noise.size)
     assert lo <= np.mean(noise**2) <= hi
 
 
-def test_full_covariance_run_keeps_the_matrix_for_the_fit_and_only_the_count_and_sum_in_history():
-    config = SynthesisConfig(epsilon=2.0, delta=1e-5, labels=("a",), covariance="full", disable_noise=True)
-    plan = plan_releases(config, 3, discover_labels=False)
-    state = algorithm.initial_state(config.labels, plan)
-    X = np.random.default_rng(0).standard_normal((500, 3))
-    released = {0: ReleasedStats(np.array([500.0]), X.sum(0, keepdims=True), private_stats.pack_outer(X)[None])}
-    after = algorithm.advance(state, released, plan, config)
-    kept = after.class_covariance[0]
-    np.testing.assert_allclose(kept.packed_second, private_stats.pack_outer(X))
-    assert kept.noisy_count == 500.0 and kept.sigma == plan.class_covariance_sigma
-    assert after.whole_class[0][0].stats.second is None
+def test_full_covariance_run_fits_each_class_shape_from_its_own_centred_scatter():
+    # Noise off and a large epsilon (the fit's shrinkage uses the planned noise): the shape is the
+    # rows' own covariance. Clip mode with R = 2: rows (norm about 1) are kept as they are, their
+    # scale is R (1.5 released spreads would exceed it), so no centred row (norm about 0.1) is clipped.
+    rng = np.random.default_rng(0)
+    d, n = 3, 4000
+    cov = np.array([[1.0, 0.6, 0.0], [0.6, 1.0, 0.0], [0.0, 0.0, 0.2]]) * 0.01
+    other = np.array([[0.2, 0.0, 0.0], [0.0, 1.0, -0.6], [0.0, -0.6, 1.0]]) * 0.01  # classes differ in shape
+    X = np.concatenate([rng.multivariate_normal([1.0, 0, 0], cov, n), rng.multivariate_normal([0, 1.0, 0], other, n)])
+    y = np.repeat([0, 1], n)
+    config = SynthesisConfig(epsilon=100.0, delta=1e-5, labels=(0, 1), covariance="full", clip_mode="clip",
+                             radius=2.0, max_clusters=1, disable_noise=True, noise_seed=1)
+    from dpsynth.local import synthesize_arrays
+
+    result = synthesize_arrays(X, y, config)
+    for c, cls in enumerate(result.mixture.classes):
+        assert cls.scatter_scale == 2.0 and cls.shrinkage < 0.01
+        own = np.cov(X[y == c].T)
+        np.testing.assert_allclose(cls.shape, own * d / np.trace(own), atol=0.02)
+    assert "final_within_scatter" in {m.name for m in result.ledger.mechanisms}
+    assert "class_second_moment_matrix" not in {m.name for m in result.ledger.mechanisms}
 
 
 def test_advance_refuses_exact_stats():

@@ -24,6 +24,8 @@ from dpsynth.params import SynthesisConfig
 ALPHA = 1e-7
 DELTA = 1e-5
 DIM = 4
+# What RoundAudit releases: one round's counts and sums (the final pass's other releases are audited alone).
+ROUND_MECHANISMS = ("final_count", "final_sum")
 ROUND_RUNS = 150_000
 
 
@@ -65,7 +67,7 @@ def round_audit() -> tuple[RoundAudit, float]:
     rng = np.random.default_rng(3)
     centres = np.eye(DIM)[:2]
     audit = RoundAudit(plan, centres, np.array([40.0, 60.0]), rng.normal(size=(2, DIM)), np.eye(DIM)[0])
-    return audit, claimed_epsilon(plan.ledger, "final", DELTA)
+    return audit, claimed_epsilon(plan.ledger, ROUND_MECHANISMS, DELTA)
 
 
 def test_lloyd_round_release_passes_the_audit(round_audit):
@@ -134,6 +136,7 @@ from dpsynth.auditing import (RecordingNoise, ReleaseKindAudit, ledger_name, mec
                               standardised_noise, variance_interval)
 from dpsynth.noise import grid_for  # noqa: E402
 from dpsynth.grid import row_grid  # noqa: E402
+from dpsynth.passes import ScatterRelease  # noqa: E402
 from dpsynth.private_stats import (NearestCentre, SimHash, WholeClass, bound_rows, centred_scatter,  # noqa: E402
                                    partial_stats, scale_packed)
 from dpsynth.validation import InputSpec, validate_table  # noqa: E402
@@ -170,7 +173,7 @@ def _raw_sensitivity(name: str, radius: float) -> float:
         return 1.0
     if name.endswith("_sum"):
         return radius
-    if name.endswith("second_moment") or name.endswith("second_moment_matrix"):
+    if name.endswith("second_moment"):
         return radius**2
     if name == "final_within_scatter":  # centred rows scaled into the unit ball, whatever R
         return 1.0
@@ -241,8 +244,7 @@ def test_one_hostile_record_changes_each_release_by_at_most_its_sensitivity(clip
     spec = InputSpec("embedding", "label", WB_DIM, (0,), config.radius, clip_mode, config.max_rows)
     base = pa.table({"embedding": pa.array(rng.normal(size=(200, WB_DIM)).tolist(), pa.list_(pa.float64())),
                      "label": [0] * 200})
-    worst: dict[str, float] = {"count": 0.0, "sum": 0.0, "scalar": 0.0, "diagonal": 0.0, "matrix": 0.0,
-                               "scatter": 0.0}
+    worst: dict[str, float] = {"count": 0.0, "sum": 0.0, "scalar": 0.0, "diagonal": 0.0, "scatter": 0.0}
     for record_name, values in HOSTILE_RECORDS.items():
         for value_type in (pa.float64(), pa.float32()):
             record = pa.table({"embedding": pa.array([values], pa.list_(value_type)), "label": [0]}).cast(
@@ -251,21 +253,21 @@ def test_one_hostile_record_changes_each_release_by_at_most_its_sensitivity(clip
             d_prime = validate_table(pa.concat_tables([base, record]), spec).valid
             assert np.isfinite(d_prime.embeddings).all(), record_name
             for partition, partitioners in _partitioners(rng).items():
-                for moment in ("scalar", "diagonal", "matrix"):
+                for moment in ("scalar", "diagonal"):
                     a = partial_stats(d_rows.class_ids, d_rows.embeddings, partitioners, moment)[0]
                     b = partial_stats(d_prime.class_ids, d_prime.embeddings, partitioners, moment)[0]
-                    if moment == "matrix":
-                        a.second, b.second = (scale_packed(s.second, WB_DIM) for s in (a, b))
                     worst["count"] = max(worst["count"], float(np.linalg.norm(b.count - a.count)))
                     worst["sum"] = max(worst["sum"], float(np.linalg.norm(b.total - a.total)))
                     worst[moment] = max(worst[moment], float(np.linalg.norm(b.second - a.second)))
-                if partition == "nearest":  # the pooled scatter, at a scale far below the record's distance
-                    a, b = (scale_packed(centred_scatter(v.class_ids, v.embeddings, partitioners, 0.25,
-                                                         row_grid(1.0)), WB_DIM) for v in (d_rows, d_prime))
-                    worst["scatter"] = max(worst["scatter"], float(np.linalg.norm(b - a)))
+                if partition == "nearest":  # the scatter (pooled, per class), at a scale far below the record's distance
+                    for per_class in (False, True):
+                        scatter = ScatterRelease((0.25,) * 2, 1.0, 1.0, row_grid(1.0), per_class)
+                        a, b = (scale_packed(centred_scatter(v.class_ids, v.embeddings, partitioners, scatter),
+                                             WB_DIM) for v in (d_rows, d_prime))
+                        worst["scatter"] = max(worst["scatter"], float(np.linalg.norm(b - a)))
     radius = config.radius
     assert worst["count"] == 1.0 and worst["sum"] <= radius
-    assert max(worst["scalar"], worst["diagonal"], worst["matrix"]) <= radius**2
+    assert max(worst["scalar"], worst["diagonal"]) <= radius**2
     assert 0.5 < worst["scatter"] <= 1.0  # the clip bounds it, and the hostile records reach it
     # ... and within every ledger's sensitivity for that kind of release.
     for case in LEDGER_CASES.values():
@@ -273,7 +275,7 @@ def test_one_hostile_record_changes_each_release_by_at_most_its_sensitivity(clip
         ledger = plan_releases(cfg, WB_DIM, discover_labels=cfg.labels is None).ledger
         for m in ledger.mechanisms:
             kind = ("count" if m.name.endswith("_count") or m.name == "label_selection" else
-                    "sum" if m.name.endswith("_sum") else "matrix" if m.name.endswith("matrix") else
+                    "sum" if m.name.endswith("_sum") else
                     "scatter" if m.name == "final_within_scatter" else
                     "diagonal" if cfg.covariance == "diagonal" else "scalar")
             assert worst[kind] <= m.l2_sensitivity, (m.name, worst[kind])
@@ -298,7 +300,7 @@ def _kind_audits(epsilon: float = 8.0) -> list[tuple[str, ReleaseKindAudit]]:
         for m in plan.ledger.mechanisms:
             if case_name == "lowrank" and m.name != "final_within_scatter":
                 continue  # its other releases are the cases above's (its moments are diagonal's)
-            key = (m.name, config.covariance if "second" in m.name else "")
+            key = (m.name, config.covariance if "second" in m.name or "scatter" in m.name else "")
             if key not in seen:
                 seen.add(key)
                 out.append((f"{case_name}:{m.name}", ReleaseKindAudit(plan, config, m.name, base,
@@ -324,8 +326,10 @@ def test_label_audit_count_follows_the_threshold_and_keeps_the_event_above_delta
 def test_black_box_audits_cover_every_release_kind():
     kinds = {a.mechanism for _, a in KIND_AUDITS}
     assert {"label_selection", "class_count", "class_sum", "seed_count", "seed_sum", "lloyd_count", "lloyd_sum",
-            "final_count", "final_sum", "final_second_moment", "class_second_moment_matrix",
-            "class_norm_histogram", "final_within_scatter"} <= kinds
+            "final_count", "final_sum", "final_second_moment", "class_norm_histogram",
+            "final_within_scatter"} <= kinds
+    # the scatter both pooled (lowrank) and one matrix per class (full)
+    assert {"full:final_within_scatter", "lowrank:final_within_scatter"} <= {name for name, _ in KIND_AUDITS}
     assert len(KIND_AUDITS) * KIND_ALPHA < 1e-6
 
 

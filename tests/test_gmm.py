@@ -110,14 +110,17 @@ def test_full_covariance_fit_recovers_the_class_shape_and_each_component_scale()
     d = 6
     Z, cov = _anisotropic(rng, d, 40000)
     X = 0.15 * Z + 0.5 * np.eye(d)[0]  # inside the unit ball: clip mode leaves the rows as they are
-    stats = ReleasedStats(np.array([len(X)], float), X.sum(0, keepdims=True))
+    scale = 0.5  # the released scatter: rows centred on their (one) centre, divided by the scale
+    sample_cov = np.cov(X.T, bias=True)
+    U = (X - X.mean(axis=0)) / scale
+    second = np.array([np.sum(X**2)])  # clip mode: the final pass's scalar second moment gives the scale
+    stats = ReleasedStats(np.array([len(X)], float), X.sum(0, keepdims=True), second)
     release = gmm.ClassRelease("x", stats, count_sigma=1.0, sum_sigma=0.0, noisy_count=float(len(X)),
-                               class_covariance=gmm.ClassCovarianceRelease(pack_outer(X), float(len(X)), 0.0))
+                               class_scatter=gmm.ClassScatterRelease(pack_outer(U), float(len(X)), 0.0, scale))
     mixture = gmm.fit_releases([release], dimension=d, radius=1.0, clip_mode="clip", covariance="full",
                                private=True).classes[0]
-    sample_cov = np.cov(X.T, bias=True)
     np.testing.assert_allclose(mixture.variances[0] * mixture.shape, sample_cov, atol=1e-9)
-    assert mixture.shrinkage == 0.0
+    assert mixture.shrinkage == 0.0 and mixture.scatter_scale == scale
     back = gmm.ReleasedMixture.from_json(
         gmm.ReleasedMixture([mixture], d, 1.0, "normalize", "full", True).to_json())
     np.testing.assert_allclose(back.classes[0].shape, mixture.shape)
@@ -156,17 +159,18 @@ def test_classes_sharing_a_covariance_get_it_from_the_pooled_target():
     from dpsynth.private_stats import pack_outer
 
     rng = np.random.default_rng(8)
-    d, n, num_classes, sigma = 12, 4000, 10, 3.0
+    d, n, num_classes, sigma = 12, 4000, 10, 130.0  # noise on the scatter of rows divided by 0.15
     _, cov = _anisotropic(rng, d, 10, smallest=0.1)
     releases, rows = [], []
     for c in range(num_classes):
         Z = rng.multivariate_normal(np.zeros(d), cov, size=n) * 0.1 / np.sqrt(np.trace(cov))
         X = Z + 0.3 * np.eye(d)[c % d]  # inside the unit ball
         noise_packed = rng.standard_normal(d * (d + 1) // 2) * sigma
-        releases.append(gmm.ClassRelease(c, ReleasedStats(np.array([float(n)]), X.sum(0, keepdims=True)), count_sigma=1.0,
-                                         sum_sigma=0.0, noisy_count=float(n),
-                                         class_covariance=gmm.ClassCovarianceRelease(pack_outer(X) + noise_packed,
-                                                                               float(n), sigma)))
+        scatter = gmm.ClassScatterRelease(pack_outer((X - X.mean(axis=0)) / 0.15) + noise_packed, float(n), sigma,
+                                          0.15)
+        stats = ReleasedStats(np.array([float(n)]), X.sum(0, keepdims=True), np.array([np.sum(X**2)]))
+        releases.append(gmm.ClassRelease(c, stats, count_sigma=1.0, sum_sigma=0.0, noisy_count=float(n),
+                                         class_scatter=scatter))
         rows.append(X)
     kwargs = dict(dimension=d, radius=1.0, clip_mode="clip", covariance="full", private=True)
     truth = cov * d / np.trace(cov)
@@ -239,7 +243,11 @@ def test_scatter_scale_follows_the_released_spreads_within_bounds():
     rms = np.sqrt((300 * 0.2**2 + 100 * 0.4**2) / 400)
     assert gmm.scatter_scale(summaries, 1.0) == pytest.approx(gmm.SCATTER_CLIP_SPREADS * rms)
     assert gmm.scatter_scale({0: ClassSummary(300.0, np.zeros(2), 0.0, 1)}, 1.0) == 0.05
-    assert gmm.scatter_scale({}, 3.0) == 6.0
+    assert gmm.scatter_scale({}, 3.0) == 3.0  # at most R: beyond, an uncentred matrix would be less noisy
+    assert gmm.scatter_scale({0: ClassSummary(300.0, np.zeros(2), 0.9, 1)}, 1.0) == 1.0
+    # per class ("full"): each class's own spread
+    assert gmm.class_scatter_scale(summaries[1], 1.0) == pytest.approx(gmm.SCATTER_CLIP_SPREADS * 0.4)
+    assert gmm.class_scatter_scale(summaries[2], 2.0) == 2.0  # not fitted: any public value
 
 
 def test_lowrank_mixture_samples_have_the_shared_directions_and_the_released_variances():

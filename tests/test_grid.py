@@ -87,17 +87,27 @@ def _worst_case_sums(n: int, d: int, second_moment: str, seed: int) -> list:
     return [bounded[ok], keys[ok]]
 
 
-@pytest.mark.parametrize("second_moment", ["scalar", "diagonal", "matrix"])
+@pytest.mark.parametrize("second_moment", ["scalar", "diagonal", "gram"])
 def test_aggregates_are_exact_and_order_independent(second_moment):
+    # "gram": the scatter matrices' unscaled upper triangles (private_stats.upper_gram), per key
     X, keys = _worst_case_sums(3000, 6, second_moment, 1)
-    whole = private_stats.key_stats(keys, X, 3, second_moment)
+    moment = None if second_moment == "gram" else second_moment
+    whole = private_stats.key_stats(keys, X, 3, moment)
+    if second_moment == "gram":
+        whole.second = np.stack([private_stats.upper_gram(X[keys == k].astype(np.float64)) for k in range(3)])
     rng = np.random.default_rng(2)
     for _ in range(3):
         order = rng.permutation(len(X))
         parts = np.array_split(order, rng.integers(2, 9))
-        total = private_stats.Stats.zeros(3, X.shape[1], second_moment)
+        total = private_stats.Stats.zeros(3, X.shape[1], moment)
+        if second_moment == "gram":
+            total.second = np.zeros_like(whole.second)
         for part in reversed(parts):
-            total.add(private_stats.key_stats(keys[part], X[part], 3, second_moment))
+            piece = private_stats.key_stats(keys[part], X[part], 3, moment)
+            if second_moment == "gram":
+                piece.second = np.stack([private_stats.upper_gram(X[part][keys[part] == k].astype(np.float64))
+                                         for k in range(3)])
+            total.add(piece)
         assert np.array_equal(total.count, whole.count)
         assert np.array_equal(total.total, whole.total)
         assert np.array_equal(total.second, whole.second)
@@ -109,7 +119,7 @@ def test_aggregates_are_exact_and_order_independent(second_moment):
         assert whole.total[key].tolist() == [float(v) * g for v in rows.sum(0)]
         if second_moment == "diagonal":
             assert whole.second[key].tolist() == [float(v) * g * g for v in (rows * rows).sum(0)]
-        if second_moment == "matrix":
+        if second_moment == "gram":
             exact = (rows.T.astype(object) @ rows.astype(object))[np.triu_indices(X.shape[1])]
             assert whole.second[key].tolist() == [float(v) * g * g for v in exact]
 

@@ -24,10 +24,12 @@ def test_every_ledger_mechanism_is_named_by_a_pass_kind(covariance, clip_mode):
     config = SynthesisConfig(epsilon=1.0, delta=1e-5, rounds=3, covariance=covariance, clip_mode=clip_mode)
     plan = plan_releases(config, 4, discover_labels=False)
     releases = ([(kind, field) for kind in PassKind for field in ("count", "sum")]
-                + [(PassKind.CLASS, "second"), (PassKind.FINAL, "second"), (PassKind.CLASS, "norms")])
+                + [(PassKind.FINAL, "second"), (PassKind.CLASS, "norms"), (PassKind.FINAL, "scatter")])
     named = {mechanism_name(kind, field) for kind, field in releases}
     assert {m.name for m in plan.ledger.mechanisms} <= named
     for name in pass_names(config.rounds):
         assert ledger_name((name, 0, "count")) == mechanism_name(kind_of_name(name), "count")
     with pytest.raises(KeyError):
         mechanism_name(PassKind.SEED, "second")
+    with pytest.raises(KeyError):  # a full covariance's class matrices are the final pass's scatter now
+        mechanism_name(PassKind.CLASS, "second")

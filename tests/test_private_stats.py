@@ -65,27 +65,31 @@ def test_packed_outer_products_keep_the_frobenius_norm_and_unpack_exactly():
     assert np.linalg.norm(packed) == pytest.approx(np.linalg.norm(gram), rel=1e-12)
     assert np.linalg.norm(private_stats.pack_outer(X[:1])) == pytest.approx(np.sum(X[0] ** 2), rel=1e-12)
     np.testing.assert_allclose(private_stats.unpack_symmetric(packed, 5), gram, atol=1e-12)
-    keys = rng.integers(0, 3, 40)
-    stats = private_stats.key_stats(keys, X, 3, "matrix")
-    for k in range(3):
-        np.testing.assert_allclose(stats.second[k], private_stats.upper_gram(X[keys == k]), atol=1e-12)
-    merged = private_stats.Stats.zeros(3, 5, "matrix").add(stats)
-    np.testing.assert_allclose(merged.second, stats.second)
+    np.testing.assert_allclose(private_stats.scale_packed(private_stats.upper_gram(X)[None], 5)[0], packed,
+                               atol=1e-12)  # the unscaled private sum, packed once before the noise
 
 
 def test_centred_scatter_is_exact_in_any_order_and_one_row_adds_at_most_one():
     # Deterministic: grid rows centred on released centres, scaled, clipped and snapped.
+    from dpsynth.passes import ScatterRelease
     from dpsynth.private_stats import bound_rows, centred_scatter, scale_packed
     rng = np.random.default_rng(5)
     X = bound_rows(rng.normal(size=(500, 6)) + 2.0, 1.0, "normalize")[0]
     ids = rng.integers(0, 2, size=500).astype(np.int32)
     parts = {0: NearestCentre(X[:3].astype(np.float64)), 1: NearestCentre(X[3:4].astype(np.float64))}
     grid = row_grid(1.0)
-    whole = centred_scatter(ids, X, parts, 0.3, grid)
-    order = rng.permutation(500)
-    pieces = sum(centred_scatter(ids[i], X[i], parts, 0.3, grid) for i in np.array_split(order, 7))
-    np.testing.assert_array_equal(whole, pieces)  # every bit, whatever the batching
-    single = [np.linalg.norm(scale_packed(centred_scatter(ids[i:i + 1], X[i:i + 1], parts, 0.3, grid), 6))
-              for i in range(500)]
-    assert max(single) <= 1.0 and max(single) > 0.9  # clipped into the unit ball: the ledger's sensitivity
-    assert not centred_scatter(ids, X, {}, 0.3, grid).any()  # classes without a partitioner add nothing
+    for scatter in (ScatterRelease((0.3,), 1.0, 1.0, grid), ScatterRelease((0.3, 0.2), 1.0, 1.0, grid, True)):
+        whole = centred_scatter(ids, X, parts, scatter)
+        assert whole.shape == (scatter.num_matrices, 21)
+        order = rng.permutation(500)
+        pieces = sum(centred_scatter(ids[i], X[i], parts, scatter) for i in np.array_split(order, 7))
+        np.testing.assert_array_equal(whole, pieces)  # every bit, whatever the batching
+        single = [np.linalg.norm(scale_packed(centred_scatter(ids[i:i + 1], X[i:i + 1], parts, scatter), 6))
+                  for i in range(500)]
+        assert max(single) <= 1.0 and max(single) > 0.9  # clipped into the unit ball: the ledger's sensitivity
+        assert not centred_scatter(ids, X, {}, scatter).any()  # classes without a partitioner add nothing
+    # per class, each class's rows add to its own matrix only, at its own scale
+    per_class = centred_scatter(ids, X, parts, ScatterRelease((0.3, 0.2), 1.0, 1.0, grid, True))
+    only_0 = centred_scatter(ids, X, {0: parts[0]}, ScatterRelease((0.3,), 1.0, 1.0, grid))
+    np.testing.assert_array_equal(per_class[0], only_0[0])
+    assert per_class[1].any()
