@@ -25,13 +25,14 @@ DIMS = {"fmnist-scatternet": "3,969-d", "fmnist-effnet": "1,280-d", "spam-minilm
         "fmnist-scatternet-10pct": "3,969-d, 10% of train rows"}
 LABELS = {"dpsynth": "dpsynth defaults (CLI, no flag)",
           "dpsynth_public_rows": "dpsynth --public-rows (public test half; separate row)",
+          "dpsynth_uncentred_full": "dpsynth defaults before the centred class scatter (uncentred class matrices)",
           "dpsynth_diagonal": "dpsynth defaults before the low-rank fallback (diagonal above d = 1024)",
           "dpsynth_spherical": "dpsynth defaults before the diagonal fallback (spherical above d = 1024)",
           "dpsynth_unit_norms": "dpsynth defaults before row norms (unit-norm rows)",
           "dpsgd_mlp": "DP-SGD, MLP", "dpsgd_linear": "DP-SGD, linear",
           "tramer_boneh": "DP-SGD, Tramer & Boneh (GroupNorm 27, linear)",
           "nonprivate": "non-private MLP (ceiling)"}
-ORDER = ("dpsynth", "dpsynth_public_rows", "dpsynth_diagonal", "dpsynth_spherical", "dpsynth_unit_norms",
+ORDER = ("dpsynth", "dpsynth_public_rows", "dpsynth_uncentred_full", "dpsynth_diagonal", "dpsynth_spherical", "dpsynth_unit_norms",
          "dpsgd_mlp", "dpsgd_linear", "tramer_boneh", "nonprivate")
 DPSGD = ("dpsgd_mlp", "dpsgd_linear", "tramer_boneh")
 

@@ -29,6 +29,7 @@ import numpy as np
 from scipy import sparse
 
 from dpsynth.norms import NUM_BINS as NORM_BINS, histogram as norm_histogram
+from dpsynth.geometry import into_ball
 from dpsynth.grid import row_grid, snap_public, snap_rows
 
 if TYPE_CHECKING:  # passes describes what this module aggregates
@@ -281,8 +282,10 @@ def centred_scatter(class_ids: np.ndarray, X: np.ndarray, partitioners: dict[int
         rows = X64[class_ids == class_id]
         if len(rows):
             centres = snap_public(partitioner.centres)
-            units = bound_rows((rows - centres[partitioner.keys(rows)]) / scatter.scale_of(class_id), 1.0, "clip",
-                               scatter.row_grid)[0]
+            # Grid rows minus public centres over a scale >= 0.05 R: moderate finite values, so
+            # into_ball needs none of bound_rows' guards against extreme entries.
+            units = snap_rows(into_ball((rows - centres[partitioner.keys(rows)]) / scatter.scale_of(class_id), 1.0),
+                              1.0, scatter.row_grid)
             out[scatter.row_of(class_id)] += upper_gram(units.astype(np.float64))
     return out
 

@@ -98,3 +98,26 @@ def test_generate_on_jsonl_vectors_takes_d_and_the_delta_rule_from_public_facts(
     counts = json.loads((tmp_path / "d.json").read_text())["counts"]
     assert counts["rows_valid"] == 39  # the short first row is one counted rejection, not the dimension
     assert json.loads((tmp_path / "o" / "gmm.json").read_text())["dimension"] == 4, captured.err
+
+
+def test_generate_takes_public_rows_like_synthesize(tmp_path, capsys):
+    # The same --public-rows as synthesize: the subspace is fitted on the driver before the pipeline
+    # runs, the mixture lives in its k + 1 coordinates and the synthetic rows in the encoder's d.
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps({"embedding": (rng.normal(size=4) + [3.0 * (i % 2), 0, 0, 1]).tolist(),
+                                       "label": i % 2}) + "\n" for i in range(200)))
+    public = tmp_path / "public.parquet"
+    pq.write_table(pa.table({"embedding": pa.array(rng.normal(size=(50, 4)).tolist(), pa.list_(pa.float32(), 4))}),
+                   public)
+    out = tmp_path / "o"
+    assert run_guarded(run, ["--input", str(src), "--encoder", "none", "--dimension", "4", "--output", str(out),
+                             "--epsilon", "4", "--delta", "1e-6", "--labels", "0,1", "--public-rows", str(public),
+                             "--public-dim", "2"] + BEAM) == 0, capsys.readouterr().err
+    mixture = json.loads((out / "gmm.json").read_text())
+    assert mixture["dimension"] == 3 and mixture["subspace"]["input_dimension"] == 4
+    assert json.loads((out / "privacy.json").read_text())["public_inputs"][0]["name"] == "public_subspace"
+    table = pq.read_table(out / "synthetic-00000-of-00001.parquet")
+    assert table.num_rows == 0 or len(table.column("embedding")[0]) == 4
