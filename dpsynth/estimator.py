@@ -45,6 +45,13 @@ class DPMixtureSynthesizer(BaseEstimator):
         How ``sample`` splits rows over classes.
     allow_large_delta : bool, default=False
         Accept delta >= 1 / n_samples.
+    public_rows : array of shape (n_public, d) or None, default=None
+        PUBLIC rows from the same encoder (never the private ones): the
+        mixture is then fitted in their top ``public_dim`` directions plus
+        each row's residual length, at no privacy cost (``--public-rows``).
+    public_dim : int or None, default=None
+        Directions kept from ``public_rows`` (None: 64, fewer when there are
+        not 2 public rows per direction).
     noise_seed : int or None, default=None
         TEST ONLY: a fixed noise seed. The release is then NOT PRIVATE.
     disable_noise : bool, default=False
@@ -81,7 +88,8 @@ class DPMixtureSynthesizer(BaseEstimator):
     def __init__(self, epsilon: float = 1.0, delta: float = 1e-5, labels: Optional[Any] = None,
                  radius: float = 1.0, clip_mode: str = "normalize", max_clusters: Optional[int] = None,
                  rounds: int = 1, covariance: str = "auto", class_balance: str = "proportional",
-                 allow_large_delta: bool = False, noise_seed: Optional[int] = None,
+                 allow_large_delta: bool = False, public_rows: Optional[Any] = None,
+                 public_dim: Optional[int] = None, noise_seed: Optional[int] = None,
                  disable_noise: bool = False) -> None:
         self.epsilon = epsilon
         self.delta = delta
@@ -93,6 +101,8 @@ class DPMixtureSynthesizer(BaseEstimator):
         self.covariance = covariance
         self.class_balance = class_balance
         self.allow_large_delta = allow_large_delta
+        self.public_rows = public_rows
+        self.public_dim = public_dim
         self.noise_seed = noise_seed
         self.disable_noise = disable_noise
 
@@ -113,6 +123,17 @@ class DPMixtureSynthesizer(BaseEstimator):
         if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
             y = y.astype(np.int64)  # integral float labels (common from numpy) as the integers they are
         config = self._config(num_samples=0)
+        if self.public_rows is not None:
+            from dpsynth.subspace import check_dimension, fit_public_subspace
+
+            try:
+                subspace = fit_public_subspace(np.asarray(self.public_rows, dtype=np.float64), self.public_dim,
+                                               radius=self.radius, clip_mode=self.clip_mode,
+                                               source="public_rows array")
+                check_dimension(subspace, X.shape[1])
+            except UserError as exc:
+                raise ValueError(str(exc)) from None
+            config = config.replace(subspace=subspace)
         if config.delta >= 1.0 / len(X) and not config.allow_large_delta:  # as `synthesize` refuses it
             raise UserError(f"delta {config.delta:g} is at or above 1/n for n = {len(X)} rows; choose a "
                             "smaller delta or pass allow_large_delta=True")

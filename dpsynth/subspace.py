@@ -125,6 +125,8 @@ def fit_public_subspace(public_rows: np.ndarray, num_directions: Optional[int], 
     X = np.asarray(public_rows, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] < 2:
         raise UserError(f"public rows must be a 2-d array of at least 2 columns, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise UserError("public rows hold non-finite values")
     requested = DEFAULT_PUBLIC_DIM if num_directions is None else num_directions
     if requested < 1:
         raise UserError(f"the number of public directions must be positive, got {requested}")

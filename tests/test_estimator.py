@@ -99,3 +99,20 @@ def test_torch_dataset_over_a_release(tmp_path):
     assert data.classes[int(data.targets[0])] == table.column("label")[0].as_py()
     with pytest.raises(UserError, match="not a directory"):
         dpsynth.ReleaseDataset(tmp_path / "in.parquet")
+
+
+def test_public_rows_fit_in_their_subspace_and_sample_in_the_full_dimension():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 3000)
+    X = rng.normal(size=(3000, 12)) * 0.3 + 3.0 * np.eye(12)[y]
+    public = rng.normal(size=(200, 12)) * 0.3 + 3.0 * np.eye(12)[rng.integers(0, 2, 200)]
+    synth = estimator.DPMixtureSynthesizer(epsilon=2.0, delta=1e-6, labels=(0, 1), public_rows=public,
+                                           public_dim=3).fit(X, y)
+    assert synth.mixture_.dimension == 4 and synth.mixture_.subspace.input_dimension == 12
+    assert synth.ledger_.public_inputs[0]["name"] == "public_subspace"
+    X_syn, _ = synth.sample(100)
+    assert X_syn.shape == (100, 12)
+    with pytest.raises(ValueError, match="same encoder"):
+        estimator.DPMixtureSynthesizer(epsilon=2.0, delta=1e-6, labels=(0, 1), public_rows=public[:, :6]).fit(X, y)
+    with pytest.raises(ValueError, match="non-finite"):
+        estimator.DPMixtureSynthesizer(epsilon=2.0, delta=1e-6, labels=(0, 1), public_rows=public * np.nan).fit(X, y)
