@@ -23,7 +23,7 @@ from dpsynth import privacy_units
 from dpsynth.accounting import PrivacyLedger
 from dpsynth.calibration import plan_releases
 from dpsynth.gmm import ReleasedMixture
-from dpsynth.local import synthesize_tables
+from dpsynth.local import synthesize_tables, table_chunks
 from dpsynth.params import SynthesisConfig
 from dpsynth.report import render_report
 from dpsynth.validation import rejected_key, validation_counts
@@ -237,7 +237,8 @@ def _write_local_rejected(tables, result, config, input_info, embedding_column, 
     spec = InputSpec(embedding_column, label_column, input_info.dimension, labels, config.radius, config.clip_mode)
     columns = [embedding_column, label_column] + ([config.privacy_unit_column] if config.privacy_unit_column else [])
     schema = rejected_schema(pa.schema([input_info.schema.field(c) for c in columns]))
-    parts = [conform(r.rejected, schema) for r in (validate_table(t, spec) for t in tables) if r.rejected is not None]
+    results = (validate_table(piece, spec) for t in tables for piece in table_chunks(t))
+    parts = [conform(r.rejected, schema) for r in results if r.rejected is not None]
     if result.unit_rejected is not None:
         parts.append(conform(result.unit_rejected, schema))
     with FileSystems.create(path) as handle:
