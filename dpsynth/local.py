@@ -108,9 +108,11 @@ def synthesize_tables(tables: Iterable[pa.Table], config: SynthesisConfig, embed
                        tables if config.privacy_unit_column else None)
 
 
-def table_chunks(table: pa.Table, rows: int = VALIDATION_CHUNK_ROWS) -> Iterable[pa.Table]:
-    """A table in slices of at most `rows` rows (zero-copy): validation's float64 temporaries stay
-    a few times one slice, not the whole input (the sums are exact, so the slicing changes nothing)."""
+def table_chunks(table: pa.Table, rows: Optional[int] = None) -> Iterable[pa.Table]:
+    """A table in slices of at most `rows` (VALIDATION_CHUNK_ROWS) rows, zero-copy: validation's float64
+    temporaries stay a few times one slice, not the whole input (the sums are exact, so the slicing
+    changes nothing)."""
+    rows = VALIDATION_CHUNK_ROWS if rows is None else rows
     if table.num_rows == 0:
         yield table
     for start in range(0, table.num_rows, rows):
