@@ -26,9 +26,10 @@ MAX_PUBLIC_ROWS = 50_000
 def add_public_rows_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("public rows (optional; no privacy cost)")
     group.add_argument("--public-rows",
-                       help="Parquet file or glob of PUBLIC embeddings from the same encoder (never the private "
+                       help=f"Parquet file or glob of PUBLIC embeddings from the same encoder (never the private "
                             "rows): the mixture is then fitted in their top --public-dim directions plus each "
-                            "row's residual, and synthetic rows are drawn back in all d coordinates")
+                            f"row's residual, and synthetic rows are drawn back in all d coordinates (the first "
+                            f"{MAX_PUBLIC_ROWS:,} rows are used)")
     group.add_argument("--public-dim", type=int,
                        help=f"directions kept from --public-rows (default {DEFAULT_PUBLIC_DIM}; fewer when there "
                             "are not 2 public rows per direction, and always fewer than d)")

@@ -35,7 +35,7 @@ from dpsynth.errors import UserError
 from dpsynth.grid import snap_public
 
 # Directions kept by default: the full covariance of k + 1 coordinates then
-# costs (k + 1)(k + 2) / 2 values per class (BENCHMARKS.md, "Public rows").
+# costs (k + 1)(k + 2) / 2 values per class (BENCHMARKS.md, "Public rows, and centred class matrices").
 DEFAULT_PUBLIC_DIM = 64
 # At least this many public rows per kept direction, else fewer directions are kept.
 MIN_PUBLIC_ROWS_PER_DIRECTION = 2
