@@ -89,8 +89,9 @@ def initial_state(labels: tuple[Any, ...], plan: ReleasePlan) -> RunState:
 def batch_stats(batch: ValidBatch, spec: PassSpec) -> dict[int, Stats]:
     """PRIVATE: one batch's exact per-class stats for this pass (Beam's workers and the local job).
 
-    A pass with a pooled release adds it under POOLED_KEY: a Stats with no
-    count or sum, its second moment the batch's packed scatter.
+    A pass that releases within-component scatter adds it under POOLED_KEY:
+    a Stats with no count or sum, its second moment the batch's packed
+    scatter matrices (one pooled, or one per class label).
     """
     bins = batch.norm_bins if spec.norm_sigma is not None else None
     out = partial_stats(batch.class_ids, batch.embeddings, spec.partitioners, spec.second_moment, bins)
@@ -101,7 +102,7 @@ def batch_stats(batch: ValidBatch, spec: PassSpec) -> dict[int, Stats]:
 
 
 def release_keys(spec: PassSpec) -> list[int]:
-    """Every key a pass releases, rows or none: each class it partitions, and POOLED_KEY for a pooled release."""
+    """Every key a pass releases, rows or none: each class it partitions, and POOLED_KEY for the scatter."""
     return list(spec.partitioners) + ([POOLED_KEY] if spec.scatter is not None else [])
 
 

@@ -357,7 +357,7 @@ class ReleaseKindAudit:
             record_bin = int(norm_bins(safe_norms(self.record[None, :]))[0])
             bins = norm_bins(safe_norms(self.base_rows))
             bins = np.append(bins, np.int16(record_bin)) if with_record else bins
-        if field == "scatter":  # the pooled release: the record's own centred, clipped outer product
+        if field == "scatter":  # the scatter release: the record's own centred, clipped outer product
             return self._scatter_statistic(spec, rows, record, runs, source)
         exact = key_stats(np.zeros(len(rows), np.int64), rows, 1, spec.second_moment, bins)
         tiled = Stats(np.tile(exact.count, runs), np.tile(exact.total, (runs, 1)),

@@ -108,7 +108,7 @@ class ReleasePass(beam.PTransform):
         full_state = beam.pvalue.AsSingleton(self._state)
         # RunState without the releases kept for the fit: what every worker reads
         state = beam.pvalue.AsSingleton(self._state | "ForWorkers" >> beam.Map(RunState.for_workers))
-        # (class_id, Stats) exact partial sums per bundle; a pooled release under passes.POOLED_KEY
+        # (class_id, Stats) exact partial sums per bundle; the scatter under passes.POOLED_KEY
         partials = batches | "Accumulate" >> beam.ParDo(AccumulatePassStatsFn(), state=state)
         # (class_id, None) for every public key, so empty classes get noise too
         keys = self._state | "PublicKeys" >> beam.FlatMap(_public_keys)
